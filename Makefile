@@ -1,0 +1,37 @@
+# hmt-stream: `make run` serves the configured model, `make demo` the tiny demo model, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A pinned torch: on a Linux box with a GPU, PyPI's wheel of this version is the CUDA build; on a machine that
+# keeps the CPU wheel of it on disk, pip takes that one. Override for another CUDA: make run TORCH=torch==X.Y.Z
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install run demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install
+	$(PY) -m hmt_stream serve --config config.toml
+
+demo: install
+	$(PY) -m hmt_stream serve --config config.toml --model demo
+
+test: install
+	$(PY) -m pytest -v -ra --durations=15 $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check hmt_stream tests
+	$(VENV)/bin/mypy hmt_stream tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

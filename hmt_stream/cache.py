@@ -1,0 +1,45 @@
+"""The phrase cache: finished translations kept by cachetools' TTL + LRU policy."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Hashable
+
+from cachetools import TTLCache
+
+_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
+
+
+def normalise(text: str) -> str:
+    """The cache's view of a text: NFC, trimmed, runs of spaces collapsed (line breaks are kept)."""
+    return _HORIZONTAL_SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+class PhraseCache:
+    def __init__(self, max_entries: int, ttl_s: float, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._entries: TTLCache[Hashable, str] = TTLCache(maxsize=max_entries, ttl=ttl_s)
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(model: str, source: str, target: str, text: str, options: Hashable) -> Hashable:
+        return (model, source, target, normalise(text), options)
+
+    def get(self, key: Hashable) -> str | None:
+        if not self.enabled:
+            return None
+        text = self._entries.get(key)
+        if text is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return text
+
+    def put(self, key: Hashable, text: str) -> None:
+        if self.enabled:
+            self._entries[key] = text
+
+    def __len__(self) -> int:
+        return len(self._entries)

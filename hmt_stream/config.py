@@ -1,0 +1,226 @@
+"""One settings table: every setting declared once (name, default, help), read from TOML, env and flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: float | None = None) -> Any:
+    """Declare one setting: its default, the help text config.toml and the README show, and its limits."""
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    name: str = setting("tencent/Hunyuan-MT-7B",
+                        "Hub id or local directory of the model; 'demo' builds and serves the tiny demo model.")
+    revision: str = setting("", "Hub revision (branch, tag or commit) to load; empty for the default.")
+    dtype: str = setting("auto", "Weights dtype: auto (bf16 on CUDA, fp16 where bf16 is unsupported, fp32 on CPU).",
+                         choices=("auto", "bfloat16", "float16", "float32"))
+    device: str = setting("auto", "Device: auto (CUDA when available), cpu, cuda or cuda:N.")
+    load_in_8bit: bool = setting(False, "Load the weights in 8-bit through bitsandbytes (about half the memory).")
+    local_files_only: bool = setting(False, "Never contact the hub; load only files already on disk.")
+    demo_dir: str = setting("~/.cache/hmt-stream/demo-model", "Where the demo model is built (once) and kept.")
+    warmup: bool = setting(True, "Run one short generation at start-up so the first user does not pay for it.")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = setting(512, "Most tokens generated for one translation.", minimum=1)
+    max_input_tokens: int = setting(2048, "Longest prompt in tokens; longer input is refused with too_long.",
+                                    minimum=16)
+    max_chars: int = setting(5000, "Longest input text in characters; longer input is refused with too_long.",
+                             minimum=1)
+    top_k: int = setting(20, "Sampling: top-k (Hunyuan-MT's recommended 20).", minimum=0)
+    top_p: float = setting(0.6, "Sampling: nucleus top-p (recommended 0.6).", minimum=0.0)
+    temperature: float = setting(0.7, "Sampling temperature (recommended 0.7); 0 means greedy.", minimum=0.0)
+    repetition_penalty: float = setting(1.05, "Repetition penalty (recommended 1.05).", minimum=0.0)
+    workers: int = setting(1, "Threads that run generation off the event loop (at least scheduler.max_concurrent).",
+                           minimum=1)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    max_concurrent: int = setting(1, "Translations generated at the same time.", minimum=1)
+    max_queue: int = setting(16, "Translations that may wait for a free slot; one more is refused as overloaded.",
+                             minimum=0)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    enabled: bool = setting(True, "Answer repeated requests from the phrase cache.")
+    max_entries: int = setting(10000, "Most translations kept in the phrase cache (least recently used go first).",
+                               minimum=1)
+    ttl_s: float = setting(86400.0, "Seconds a cached translation is kept.", minimum=0.0)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    retention_s: float = setting(300.0, "Seconds a finished session stays readable (late readers, resume).",
+                                 minimum=0.0)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = setting("127.0.0.1", "Address to listen on; 0.0.0.0 for every interface.")
+    port: int = setting(8080, "TCP port to listen on.", minimum=0)
+    web_dir: str = setting("", "Folder of the web page's static files; empty for the web/ folder of this project.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    def replace(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with 'section.key' overrides, each checked like a value from config.toml."""
+        return _apply(self, overrides, _from_toml)
+
+
+def sections() -> dict[str, type]:
+    return {f.name: typing.get_type_hints(Settings)[f.name] for f in dataclasses.fields(Settings)}
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """Every setting as (section, key, default, help), in declaration order."""
+    rows = []
+    for section, cls in sections().items():
+        for f in dataclasses.fields(cls):
+            rows.append((section, f.name, f.default, f.metadata["help"]))
+    return rows
+
+
+def _check(name: str, f: dataclasses.Field[Any], value: Any) -> Any:
+    choices, minimum = f.metadata["choices"], f.metadata["minimum"]
+    if choices and value not in choices:
+        raise ConfigError(f"{name}: must be one of {', '.join(choices)}, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, not {value!r}")
+    return value
+
+
+def _from_toml(name: str, kind: type, value: Any) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _from_env(name: str, kind: type, text: str) -> Any:
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected a boolean (true/false), got {text!r}")
+    if kind is str:
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected {kind.__name__}, got {text!r}") from None
+
+
+def _apply(settings: Settings, values: Mapping[str, Any], convert: Any) -> Settings:
+    changed: dict[str, dict[str, Any]] = {}
+    known = sections()
+    for dotted, raw in values.items():
+        section, _, key = dotted.partition(".")
+        if section not in known:
+            raise ConfigError(f"{dotted}: unknown section {section!r} (known: {', '.join(known)})")
+        fields = {f.name: f for f in dataclasses.fields(known[section])}
+        if key not in fields:
+            raise ConfigError(f"{dotted}: unknown setting {key!r} in [{section}]")
+        kind = typing.get_type_hints(known[section])[key]
+        changed.setdefault(section, {})[key] = _check(dotted, fields[key], convert(dotted, kind, raw))
+    return dataclasses.replace(settings, **{
+        section: dataclasses.replace(getattr(settings, section), **keys) for section, keys in changed.items()
+    })
+
+
+def _flatten_toml(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: expected a [{section}] table in {source}, got a bare value")
+        for key, value in table.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """HMT_<SECTION>_<KEY> variables as 'section.key' overrides."""
+    known = sections()
+    found = {}
+    for name, value in environ.items():
+        if not name.startswith("HMT_"):
+            continue
+        rest = name[4:].lower()
+        section = next((s for s in known if rest.startswith(s + "_")), None)
+        if section is None:
+            raise ConfigError(f"{name}: no such section (HMT_<SECTION>_<KEY>, sections: {', '.join(known)})")
+        found[f"{section}.{rest[len(section) + 1:]}"] = value
+    return found
+
+
+def load(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None,
+         overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults, then the TOML file, then HMT_* variables, then flags: each later one wins."""
+    settings = Settings()
+    if path is not None:
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file}: {exc}") from None
+        settings = _apply(settings, _flatten_toml(data, str(file)), _from_toml)
+    settings = _apply(settings, env_overrides(os.environ if environ is None else environ), _from_env)
+    return _apply(settings, overrides or {}, _from_toml)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def render_toml() -> str:
+    """config.toml as it ships: every setting with its default and help (a test keeps the file equal to it)."""
+    lines = [
+        "# hmt-stream settings. Every setting is listed with its default; environment variables",
+        "# HMT_<SECTION>_<KEY> (e.g. HMT_MODEL_NAME=demo) and command-line flags override this file.",
+    ]
+    current = None
+    for section, key, default, help in describe():
+        if section != current:
+            lines += ["", f"[{section}]"]
+            current = section
+        lines += [f"# {help}", f"{key} = {_toml_value(default)}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown() -> str:
+    """The README's configuration reference."""
+    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
+    for section, key, default, help in describe():
+        rows.append(f"| `{section}.{key}` | `{_toml_value(default)}` | {help} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,30 @@
+"""Engines: the interface, the real transformers engine, and the demo checkpoint it can load."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .base import Engine, Generation, GenerationOptions
+from .demo import build_demo_model, is_demo_checkpoint
+
+DEMO = "demo"
+
+__all__ = ["DEMO", "Engine", "Generation", "GenerationOptions", "load_engine", "options_from"]
+
+
+def options_from(settings: Settings) -> GenerationOptions:
+    g = settings.generation
+    return GenerationOptions(max_new_tokens=g.max_new_tokens, top_k=g.top_k, top_p=g.top_p,
+                             temperature=g.temperature, repetition_penalty=g.repetition_penalty)
+
+
+def load_engine(settings: Settings) -> Engine:
+    """The configured engine, loaded (blocking: call it off the event loop)."""
+    from .transformers import TransformersEngine
+
+    m = settings.model
+    path = str(build_demo_model(m.demo_dir)) if m.name == DEMO else m.name
+    return TransformersEngine.load(
+        path, model_id=m.name, demo=m.name == DEMO or is_demo_checkpoint(path), device=m.device, dtype=m.dtype,
+        load_in_8bit=m.load_in_8bit, revision=m.revision, local_files_only=m.local_files_only,
+        workers=max(settings.generation.workers, settings.scheduler.max_concurrent),
+    )

@@ -1,0 +1,100 @@
+"""The Engine interface, and the bridge that runs a blocking generation in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Sampling options; hashable, because they are part of the phrase cache's key."""
+
+    max_new_tokens: int = 512
+    top_k: int = 20
+    top_p: float = 0.6
+    temperature: float = 0.7
+    repetition_penalty: float = 1.05
+
+
+class Generation(Protocol):
+    """One running generation: async-iterate for text deltas; cancel() stops it within one decode step."""
+
+    tokens: int
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def cancel(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class Engine(Protocol):
+    model_id: str
+    demo: bool
+
+    def prompt_tokens(self, prompt: str) -> int: ...
+
+    def generate(self, prompt: str, options: GenerationOptions) -> Generation: ...
+
+    async def warmup(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+_END = object()
+
+
+class ThreadedGeneration:
+    """Runs `produce(self)` in an executor; the producer calls emit() per delta and polls stop_requested."""
+
+    def __init__(self, executor: Executor, produce: Callable[[ThreadedGeneration], None]) -> None:
+        self.tokens = 0
+        self.stop_requested = threading.Event()
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._error: BaseException | None = None
+        self._done = self._loop.run_in_executor(executor, self._run, produce)
+
+    # -- worker thread side ----------------------------------------------------------------------------------
+
+    def emit(self, text: str) -> None:
+        if text:
+            self._post(text)
+
+    def _post(self, item: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop has closed (shutdown); nobody is left to read
+            self.stop_requested.set()
+
+    def _run(self, produce: Callable[[ThreadedGeneration], None]) -> None:
+        try:
+            produce(self)
+        except BaseException as exc:  # handed to the reader, which re-raises it on the loop
+            self._error = exc
+        finally:
+            self._post(_END)
+
+    # -- event loop side -------------------------------------------------------------------------------------
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                if self._error is not None:
+                    raise self._error
+                return
+            assert isinstance(item, str)
+            yield item
+
+    def cancel(self) -> None:
+        self.stop_requested.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the worker thread has returned, so its slot is really free."""
+        await asyncio.shield(self._done)

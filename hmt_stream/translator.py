@@ -1,0 +1,126 @@
+"""The translation service: turns a request into a running session (cache, then scheduler, then engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from . import errors
+from .cache import PhraseCache
+from .engine import Engine, GenerationOptions
+from .errors import HmtError
+from .prompts import build_prompt
+from .request import TranslationRequest
+from .scheduler import Scheduler, Ticket
+from .session import SessionStore, TranslationSession
+
+log = logging.getLogger(__name__)
+
+
+def _ms(since: float) -> float:
+    return round((time.monotonic() - since) * 1000, 1)
+
+
+class Translator:
+    def __init__(self, engine: Engine, *, options: GenerationOptions, scheduler: Scheduler, cache: PhraseCache,
+                 store: SessionStore, max_chars: int, max_input_tokens: int) -> None:
+        self.engine = engine
+        self.options = options
+        self.scheduler = scheduler
+        self.cache = cache
+        self.store = store
+        self.max_chars = max_chars
+        self.max_input_tokens = max_input_tokens
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def parse(self, payload: Any) -> TranslationRequest:
+        return TranslationRequest.parse(payload, max_chars=self.max_chars)
+
+    def submit(self, request: TranslationRequest) -> TranslationSession:
+        """Start a session for request; raises HmtError (too_long, overloaded) before any session exists."""
+        key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, self.options)
+        cached = self.cache.get(key)
+        if cached is not None:
+            session = TranslationSession(request)
+            self.store.add(session)
+            session.append("delta", text=cached)
+            session.append("done", text=cached, cached=True, tokens=0, ttft_ms=0.0, elapsed_ms=0.0)
+            return session
+        prompt = build_prompt(request.text, request.source, request.target)
+        tokens = self.engine.prompt_tokens(prompt)
+        if tokens > self.max_input_tokens:
+            raise HmtError(errors.TOO_LONG,
+                           f"the text is {tokens} tokens with the prompt; the limit is {self.max_input_tokens}")
+        session = TranslationSession(request)
+        ticket = self.scheduler.admit(lambda position: session.append("queued", position=position))
+        self.store.add(session)
+        task = asyncio.create_task(self._run(session, prompt, ticket, key), name=f"session-{session.id}")
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._settle(done, session, ticket))
+        session.set_canceller(lambda: self._cancel(session, ticket, task))
+        return session
+
+    @staticmethod
+    def _cancel(session: TranslationSession, ticket: Ticket, task: asyncio.Task[None]) -> None:
+        if not ticket.granted.done():
+            # Still in line: leave it now, so the sessions behind move up at once.
+            ticket.release()
+            session.append("cancelled")
+        task.cancel()
+
+    def _settle(self, task: asyncio.Task[None], session: TranslationSession, ticket: Ticket) -> None:
+        # A task cancelled before its first step never runs its own clean-up: free the slot and end the log here.
+        self._tasks.discard(task)
+        ticket.release()
+        if not session.finished:
+            session.append("cancelled")
+
+    async def translate(self, request: TranslationRequest) -> TranslationSession:
+        """Submit and wait for the terminal event (the one-shot API)."""
+        session = self.submit(request)
+        async for _ in session.events(after=session.last_seq):
+            pass
+        return session
+
+    async def _run(self, session: TranslationSession, prompt: str, ticket: Ticket, key: Any) -> None:
+        try:
+            await ticket.wait()
+        except asyncio.CancelledError:
+            if not session.finished:
+                session.append("cancelled")
+            return
+        try:
+            await self._generate(session, prompt, key)
+        finally:
+            ticket.release()
+
+    async def _generate(self, session: TranslationSession, prompt: str, key: Any) -> None:
+        session.append("started")
+        generation = self.engine.generate(prompt, self.options)
+        ttft: float | None = None
+        try:
+            async for text in generation:
+                if ttft is None:
+                    ttft = _ms(session.created)
+                session.append("delta", text=text)
+        except asyncio.CancelledError:
+            generation.cancel()
+            await generation.wait_closed()
+            session.append("cancelled")
+            return
+        except Exception as exc:
+            log.exception("generation failed for session %s", session.id)
+            session.append("error", code=errors.MODEL_ERROR.code, message=f"generation failed: {exc}")
+            return
+        text = session.text
+        session.append("done", text=text, cached=False, tokens=generation.tokens, ttft_ms=ttft or 0.0,
+                       elapsed_ms=_ms(session.created))
+        self.cache.put(key, text)
+
+    async def close(self) -> None:
+        """Cancel every session still queued or running and wait for their terminal events."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
