@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test lint bench clean
+.PHONY: install run demo test test-deps lint bench clean
 
 install: $(STAMP)
 
@@ -26,12 +26,18 @@ run: install
 demo: install
 	$(PY) -m hmt_stream serve --config config.toml --model demo
 
-test: install
+test-deps:
+	bash scripts/test-deps.sh
+
+test: install test-deps
 	$(PY) -m pytest -v -ra --durations=15 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check hmt_stream tests
 	$(VENV)/bin/mypy hmt_stream tests
+
+bench: install
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

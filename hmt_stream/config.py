@@ -67,6 +67,21 @@ class CacheSettings:
 class SessionSettings:
     retention_s: float = setting(300.0, "Seconds a finished session stays readable (late readers, resume).",
                                  minimum=0.0)
+    disconnect_grace_s: float = setting(20.0, "Seconds a running session waits for a reader to come back "
+                                        "after the last one left, before it is cancelled.", minimum=0.0)
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    websocket: bool = setting(True, "Offer the WebSocket transport (/ws).")
+    sse: bool = setting(True, "Offer the Server-Sent Events transport.")
+    poll: bool = setting(True, "Offer the long-poll transport.")
+    heartbeat_s: float = setting(15.0, "Seconds between heartbeats on WebSocket (app-level ping) and SSE "
+                                 "(comment line).", minimum=1.0)
+    poll_timeout_s: float = setting(20.0, "Seconds a long-poll waits for events when the client names none.",
+                                    minimum=0.0)
+    poll_timeout_max_s: float = setting(30.0, "Longest wait a long-poll client may ask for (below the 60 s "
+                                        "idle timeout of common proxies).", minimum=0.0)
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
+    transports: TransportSettings = field(default_factory=TransportSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
 
     def replace(self, overrides: Mapping[str, Any]) -> Settings:

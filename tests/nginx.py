@@ -1,0 +1,89 @@
+"""A real nginx on a free loopback port, configured like a corporate reverse proxy in front of the app."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_read_timeout 60s;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+{extra}
+        }}
+    }}
+}}
+"""
+
+# Passing WebSocket upgrades takes these two headers; a proxy that lacks them drops the Upgrade (hop-by-hop).
+_WEBSOCKET = """            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";"""
+
+# A proxy that buffers whole responses and ignores the app's X-Accel-Buffering: no.
+_BUFFER_SSE = """            proxy_buffering on;
+            proxy_ignore_headers X-Accel-Buffering;"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Nginx:
+    """`with Nginx(tmp_path, upstream_port) as proxy:` then talk to proxy.url."""
+
+    def __init__(self, directory: Path, upstream_port: int, *, websocket: bool = False,
+                 buffer_sse: bool = False) -> None:
+        if not Path(NGINX).exists():
+            raise RuntimeError("nginx is not installed: run `make test` (as root it installs it) or "
+                               "`sudo apt-get install nginx-light`")
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        extra = "\n".join(part for part, on in ((_WEBSOCKET, websocket), (_BUFFER_SSE, buffer_sse)) if on)
+        self.conf = directory / "nginx.conf"
+        self.conf.write_text(_CONF.format(dir=directory, port=self.port, upstream=upstream_port, extra=extra))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Nginx:
+        self._process = subprocess.Popen([NGINX, "-p", str(self.directory), "-c", str(self.conf)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    error = self._process.stderr.read().decode() if self._process.stderr else ""
+                    raise RuntimeError(f"nginx did not start: {error}") from None
+                time.sleep(0.05)
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
