@@ -9,21 +9,19 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import transports
 from .cache import PhraseCache
 from .config import Settings
 from .engine import Engine, load_engine, options_from
-from .languages import LANGUAGES
+from .keys import ENGINE, SETTINGS, TRANSLATOR
 from .scheduler import Scheduler
 from .session import MemorySessionStore
 from .translator import Translator
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-ENGINE = web.AppKey("engine", Engine)
-TRANSLATOR = web.AppKey("translator", Translator)
-
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_ROOT = web.AppKey("web_root", Path)
 
 
 def build_translator(settings: Settings, engine: Engine) -> Translator:
@@ -35,43 +33,31 @@ def build_translator(settings: Settings, engine: Engine) -> Translator:
         store=MemorySessionStore(settings.session.retention_s),
         max_chars=settings.generation.max_chars,
         max_input_tokens=settings.generation.max_input_tokens,
+        disconnect_grace_s=settings.session.disconnect_grace_s,
     )
 
 
 async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    if ENGINE not in app:
+    owned = ENGINE not in app  # an engine handed to create_app belongs to the caller, who closes it
+    if owned:
         log.info("loading model %s", settings.model.name)
         app[ENGINE] = await asyncio.get_running_loop().run_in_executor(None, load_engine, settings)
     engine = app[ENGINE]
     if settings.model.warmup:
         await engine.warmup()
-    app[TRANSLATOR] = build_translator(settings, engine)
+    translator = build_translator(settings, engine)
+    app[TRANSLATOR] = translator
     log.info("ready: model %s%s on %s", engine.model_id, " (demo model)" if engine.demo else "",
              getattr(engine, "device", "?"))
     yield
-    await app[TRANSLATOR].close()
-    await engine.close()
-
-
-async def health(request: web.Request) -> web.Response:
-    app = request.app
-    engine = app.get(ENGINE)
-    return web.json_response({
-        "status": "ok" if TRANSLATOR in app else "starting",
-        "model": app[SETTINGS].model.name,
-        "demo": bool(engine and engine.demo),
-        "ready": TRANSLATOR in app,
-    })
-
-
-async def languages(request: web.Request) -> web.Response:
-    return web.json_response([{"code": lang.code, "name": lang.name, "zh_name": lang.zh_name}
-                              for lang in LANGUAGES.values()])
+    await translator.close()
+    if owned:
+        await engine.close()
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(request.app["web_dir"] / "index.html")
+    return web.FileResponse(request.app[WEB_ROOT] / "index.html")
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Application:
@@ -80,10 +66,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app[SETTINGS] = settings
     if engine is not None:
         app[ENGINE] = engine
-    app["web_dir"] = Path(settings.server.web_dir).expanduser() if settings.server.web_dir else WEB_DIR
+    app[WEB_ROOT] = Path(settings.server.web_dir).expanduser() if settings.server.web_dir else WEB_DIR
     app.cleanup_ctx.append(_engine_context)
-    app.router.add_get("/api/health", health)
-    app.router.add_get("/api/languages", languages)
+    transports.setup(app, settings)
     app.router.add_get("/", index)
-    app.router.add_static("/static/", app["web_dir"], name="static")
+    app.router.add_static("/static/", app[WEB_ROOT], name="static")
     return app

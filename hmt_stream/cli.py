@@ -32,7 +32,9 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings)
     if settings.model.name == "demo":
         print("Serving the DEMO MODEL: random weights, its output is not a translation.", file=sys.stderr)
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=_announce(settings))
+    # handler_cancellation: a client that goes away ends its handler at once, so its session sees the reader leave.
+    web.run_app(app, host=settings.server.host, port=settings.server.port, print=_announce(settings),
+                handler_cancellation=True)
     return 0
 
 

@@ -91,6 +91,21 @@ class TranslationSession:
             self.readers -= 1
             self._notify()
 
+    async def next_batch(self, after: int, timeout: float) -> list[Event]:
+        """The events after seq `after`, waiting up to `timeout` seconds for the first (long-poll)."""
+        position = max(0, after)
+        if position >= len(self.log) and not self.finished and timeout > 0:
+            self.readers += 1
+            self._notify()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self.readers -= 1
+                self._notify()
+        return self.log[position:]
+
     def cancel(self) -> bool:
         """Ask the session to stop; the `cancelled` event follows once generation has really stopped."""
         if self.finished:

@@ -25,7 +25,8 @@ def _ms(since: float) -> float:
 
 class Translator:
     def __init__(self, engine: Engine, *, options: GenerationOptions, scheduler: Scheduler, cache: PhraseCache,
-                 store: SessionStore, max_chars: int, max_input_tokens: int) -> None:
+                 store: SessionStore, max_chars: int, max_input_tokens: int,
+                 disconnect_grace_s: float = 20.0) -> None:
         self.engine = engine
         self.options = options
         self.scheduler = scheduler
@@ -33,6 +34,8 @@ class Translator:
         self.store = store
         self.max_chars = max_chars
         self.max_input_tokens = max_input_tokens
+        self.disconnect_grace_s = disconnect_grace_s
+        self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def parse(self, payload: Any) -> TranslationRequest:
@@ -60,7 +63,23 @@ class Translator:
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._settle(done, session, ticket))
         session.set_canceller(lambda: self._cancel(session, ticket, task))
+        session.on_change(self._watch_readers)
+        self._watch_readers(session)
         return session
+
+    def _watch_readers(self, session: TranslationSession) -> None:
+        """Cancel a session nobody reads any more, once the grace period has passed without a reader."""
+        timer = self._orphan_timers.pop(session.id, None)
+        if timer is not None:
+            timer.cancel()
+        if session.readers == 0 and not session.finished:
+            self._orphan_timers[session.id] = asyncio.get_running_loop().call_later(
+                self.disconnect_grace_s, self._orphaned, session)
+
+    def _orphaned(self, session: TranslationSession) -> None:
+        self._orphan_timers.pop(session.id, None)
+        if session.readers == 0 and session.cancel():
+            log.info("session %s cancelled: no reader for %.0f s", session.id, self.disconnect_grace_s)
 
     @staticmethod
     def _cancel(session: TranslationSession, ticket: Ticket, task: asyncio.Task[None]) -> None:
@@ -121,6 +140,9 @@ class Translator:
 
     async def close(self) -> None:
         """Cancel every session still queued or running and wait for their terminal events."""
+        for timer in self._orphan_timers.values():
+            timer.cancel()
+        self._orphan_timers.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -86,4 +86,4 @@ class Nginx:
                  traceback: TracebackType | None) -> None:
         if self._process is not None:
             self._process.terminate()
-            self._process.wait(timeout=10)
+            self._process.communicate(timeout=10)

@@ -1,0 +1,32 @@
+"""HTTP transports: each a thin adapter that decodes a request, calls the translator, encodes session events."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..config import Settings
+from ..keys import SETTINGS
+from . import poll, rest, sse, websocket
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    """Register the REST API and every transport that config enables."""
+    app.middlewares.append(rest.error_middleware)
+    rest.setup(app)
+    app.router.add_get("/api/sessions/{id}/events", events)
+    if settings.transports.sse:
+        app.router.add_get("/api/negotiate/sse", sse.probe)
+    if settings.transports.websocket:
+        app.router.add_get("/ws", websocket.handler)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """One resource, two representations: SSE for `Accept: text/event-stream`, long-poll JSON otherwise."""
+    settings = request.app[SETTINGS]
+    wants_sse = "text/event-stream" in request.headers.get("Accept", "")
+    if wants_sse and settings.transports.sse:
+        return await sse.stream(request)
+    if settings.transports.poll:
+        return await poll.handler(request)
+    return web.json_response({"error": {"code": "bad_request", "message": "this transport is switched off"}},
+                             status=400)

@@ -1,0 +1,141 @@
+"""The plain HTTP API: create, inspect, cancel sessions; one-shot translate; languages, health, negotiate."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .. import errors
+from ..errors import HmtError
+from ..keys import SETTINGS, TRANSLATOR
+from ..languages import LANGUAGES
+from ..session import TranslationSession
+from ..translator import Translator
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(error: HmtError) -> web.Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return web.json_response({"error": error.as_dict()}, status=error.kind.http_status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HmtError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        code = errors.NOT_FOUND.code if exc.status == 404 else errors.BAD_REQUEST.code
+        return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status)
+
+
+def translator_of(request: web.Request) -> Translator:
+    translator = request.app.get(TRANSLATOR)
+    if translator is None:
+        raise HmtError(errors.SHUTTING_DOWN, "the model is still loading", retry_after=5)
+    return translator
+
+
+def find_session(request: web.Request) -> TranslationSession | None:
+    return translator_of(request).store.get(request.match_info["id"])
+
+
+def get_session(request: web.Request) -> TranslationSession:
+    session = find_session(request)
+    if session is None:
+        raise HmtError(errors.NOT_FOUND, f"no session {request.match_info['id']!r} (unknown or expired)")
+    return session
+
+
+async def read_json(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HmtError(errors.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
+
+
+async def create_session(request: web.Request) -> web.Response:
+    translator = translator_of(request)
+    session = translator.submit(translator.parse(await read_json(request)))
+    url = f"/api/sessions/{session.id}/events"
+    return web.json_response({**session.snapshot(), "events_url": url}, status=201,
+                             headers={"Location": f"/api/sessions/{session.id}"})
+
+
+async def show_session(request: web.Request) -> web.Response:
+    return web.json_response(get_session(request).snapshot())
+
+
+async def cancel_session(request: web.Request) -> web.Response:
+    session = get_session(request)
+    session.cancel()
+    return web.json_response(session.snapshot())
+
+
+async def translate(request: web.Request) -> web.Response:
+    translator = translator_of(request)
+    session = await translator.translate(translator.parse(await read_json(request)))
+    last = session.log[-1]
+    if last.type == "done":
+        return web.json_response({"session": session.id, **last.data})
+    if last.type == "error":
+        raise HmtError(errors.KINDS.get(last.data["code"], errors.MODEL_ERROR), last.data["message"])
+    raise HmtError(errors.SHUTTING_DOWN, "the translation was cancelled")
+
+
+async def languages(request: web.Request) -> web.Response:
+    return web.json_response([{"code": lang.code, "name": lang.name, "zh_name": lang.zh_name}
+                              for lang in LANGUAGES.values()])
+
+
+async def health(request: web.Request) -> web.Response:
+    translator = request.app.get(TRANSLATOR)
+    return web.json_response({
+        "status": "ok" if translator else "starting",
+        "model": request.app[SETTINGS].model.name,
+        "demo": bool(translator and translator.engine.demo),
+        "ready": translator is not None,
+    })
+
+
+async def negotiate(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    t = settings.transports
+    events_url = "/api/sessions/{session}/events"
+    transports: list[dict[str, str]] = []
+    if t.websocket:
+        transports.append({"name": "websocket", "url": "/ws"})
+    if t.sse:
+        transports.append({"name": "sse", "url": events_url, "probe_url": "/api/negotiate/sse"})
+    if t.poll:
+        transports.append({"name": "poll", "url": events_url})
+    translator = request.app.get(TRANSLATOR)
+    return web.json_response({
+        "transports": transports,
+        "heartbeat_s": t.heartbeat_s,
+        "poll_timeout_s": t.poll_timeout_s,
+        "max_chars": settings.generation.max_chars,
+        "demo": bool(translator and translator.engine.demo),
+    })
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/sessions", create_session)
+    app.router.add_get("/api/sessions/{id}", show_session)
+    app.router.add_delete("/api/sessions/{id}", cancel_session)
+    app.router.add_post("/api/translate", translate)
+    app.router.add_get("/api/languages", languages)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/negotiate", negotiate)

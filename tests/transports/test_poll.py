@@ -1,0 +1,67 @@
+import asyncio
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from hmt_stream.request import TranslationRequest
+from hmt_stream.session import TranslationSession
+
+from .conftest import MakeClient, create, translator_of
+
+
+async def test_the_exact_json(client: TestClient[Any, Any]) -> None:
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="p1")
+    translator_of(client).store.add(session)
+    session.append("started")
+    session.append("delta", text="Salut")
+    response = await client.get("/api/sessions/p1/events?after=0")
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert await response.read() == (
+        b'{"events":[{"session":"p1","seq":1,"type":"started"},'
+        b'{"session":"p1","seq":2,"type":"delta","text":"Salut"}],"next":2,"done":false}')
+    session.append("done", text="Salut", cached=True, tokens=0, ttft_ms=0.0, elapsed_ms=0.0)
+    last = await (await client.get("/api/sessions/p1/events?after=2")).json()
+    assert [e["type"] for e in last["events"]] == ["done"] and last["next"] == 3 and last["done"] is True
+
+
+async def test_waits_for_the_next_event_or_answers_empty_after_the_timeout(client: TestClient[Any, Any]) -> None:
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="p2")
+    translator_of(client).store.add(session)
+    empty = await (await client.get("/api/sessions/p2/events?after=0&timeout=0.2")).json()
+    assert empty == {"events": [], "next": 0, "done": False}
+    pending = asyncio.ensure_future(client.get("/api/sessions/p2/events?after=0&timeout=10"))
+    await asyncio.sleep(0.2)
+    assert not pending.done() and session.readers == 1  # a waiting poll counts as a reader
+    session.append("started")
+    page = await (await pending).json()
+    assert [e["seq"] for e in page["events"]] == [1] and page["next"] == 1
+
+
+async def test_bad_query_values_are_bad_requests(client: TestClient[Any, Any]) -> None:
+    session_id = await create(client)
+    for query in ("after=x", "timeout=abc", "timeout=-1", "timeout=nan"):
+        response = await client.get(f"/api/sessions/{session_id}/events?{query}")
+        assert response.status == 400, query
+        assert (await response.json())["error"]["code"] == "bad_request"
+
+
+async def test_the_timeout_is_capped(make_client: MakeClient) -> None:
+    client = await make_client(transports__poll_timeout_max_s=0.3)
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="p3")
+    translator_of(client).store.add(session)
+    page = await asyncio.wait_for(client.get("/api/sessions/p3/events?timeout=3600"), 5)
+    assert (await page.json())["events"] == []
+
+
+async def test_polling_a_live_session_yields_exactly_its_log(client: TestClient[Any, Any]) -> None:
+    session_id = await create(client)
+    events: list[dict[str, Any]] = []
+    after, done = 0, False
+    while not done:
+        page = await (await client.get(f"/api/sessions/{session_id}/events?after={after}")).json()
+        events += page["events"]
+        after, done = page["next"], page["done"]
+    session = translator_of(client).store.get(session_id)
+    assert session is not None
+    assert events == [e.as_dict() for e in session.log]

@@ -1,0 +1,84 @@
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from .conftest import MakeClient, create, translator_of
+
+
+async def test_create_returns_the_session_and_its_events_url(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/api/sessions", json={"text": "Hi", "source": "auto", "target": "zh"})
+    assert response.status == 201
+    body = await response.json()
+    assert body["events_url"] == f"/api/sessions/{body['session']}/events"
+    assert response.headers["Location"] == f"/api/sessions/{body['session']}"
+    assert body["state"] in ("queued", "running")
+
+
+async def test_errors_are_json_with_stable_codes(make_client: MakeClient) -> None:
+    client = await make_client(generation__max_chars=20)
+    cases = [
+        (b"{not json", 400, "bad_request"),
+        (b'{"text": 3, "target": "en"}', 400, "bad_request"),
+        (b'{"text": "hi", "target": "xx"}', 400, "unsupported_language"),
+        (b'{"text": "' + b"a" * 21 + b'", "target": "en"}', 400, "too_long"),
+        (b'\xff\xfe', 400, "bad_request"),
+    ]
+    for body, status, code in cases:
+        response = await client.post("/api/sessions", data=body, headers={"Content-Type": "application/json"})
+        assert response.status == status, body
+        error = (await response.json())["error"]
+        assert error["code"] == code and error["message"], body
+    for method, path in (("GET", "/api/sessions/nope"), ("DELETE", "/api/sessions/nope"),
+                         ("GET", "/api/sessions/nope/events")):
+        response = await client.request(method, path)
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_a_full_queue_answers_503_with_retry_after(make_client: MakeClient) -> None:
+    client = await make_client(scheduler__max_queue=0, generation__max_new_tokens=200, cache__enabled=False)
+    await create(client, "first takes the only slot")
+    response = await client.post("/api/sessions", json={"text": "second", "target": "de"})
+    assert response.status == 503
+    assert int(response.headers["Retry-After"]) >= 1
+    assert (await response.json())["error"]["code"] == "overloaded"
+
+
+async def test_snapshot_and_delete_cancels(make_client: MakeClient) -> None:
+    client = await make_client(generation__max_new_tokens=400)
+    session_id = await create(client)
+    response = await client.delete(f"/api/sessions/{session_id}")
+    assert response.status == 200
+    session = translator_of(client).store.get(session_id)
+    assert session is not None
+    await session.next_batch(session.last_seq, 10)  # the cancelled event follows once generation has stopped
+    while not session.finished:
+        await session.next_batch(session.last_seq, 10)
+    snapshot = await (await client.get(f"/api/sessions/{session_id}")).json()
+    assert snapshot == {"session": session_id, "state": "cancelled", "text": session.text, "seq": session.last_seq}
+    assert session.log[-1].type == "cancelled"
+
+
+async def test_one_shot_translate_waits_for_the_whole_text(client: TestClient[Any, Any]) -> None:
+    response = await client.post("/api/translate", json={"text": "One shot", "source": "en", "target": "ja"})
+    assert response.status == 200
+    body = await response.json()
+    session = translator_of(client).store.get(body["session"])
+    assert session is not None
+    assert body == {"session": session.id, **session.log[-1].data}
+    assert body["text"] == session.text and body["cached"] is False
+
+
+async def test_languages_health_and_negotiate(make_client: MakeClient) -> None:
+    client = await make_client()
+    languages = await (await client.get("/api/languages")).json()
+    assert len(languages) == 38 and languages[-1] == {"code": "yue", "name": "Cantonese", "zh_name": "粤语"}
+    assert await (await client.get("/api/health")).json() == {"status": "ok", "model": "demo", "demo": True,
+                                                               "ready": True}
+    negotiate = await (await client.get("/api/negotiate")).json()
+    assert [t["name"] for t in negotiate["transports"]] == ["websocket", "sse", "poll"]
+    assert negotiate["heartbeat_s"] == 15 and negotiate["poll_timeout_s"] == 20 and negotiate["demo"] is True
+    limited = await make_client(transports__websocket=False, transports__sse=False)
+    negotiate = await (await limited.get("/api/negotiate")).json()
+    assert [t["name"] for t in negotiate["transports"]] == ["poll"]
+    assert (await limited.get("/ws")).status == 404
