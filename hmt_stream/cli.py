@@ -1,8 +1,9 @@
-"""Command line: `serve` runs the server; more commands join as the project grows."""
+"""Command line: `serve` runs the server, `translate` streams a translation from one."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -45,6 +46,54 @@ def _announce(settings: Any) -> Any:
     return show
 
 
+async def _translate_async(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from .client import ServerError, StreamClient, TransportFailed
+
+    def show(event: dict[str, Any]) -> None:
+        if event["type"] == "delta":
+            sys.stdout.write(event["text"])
+            sys.stdout.flush()
+        elif event["type"] == "queued":
+            print(f"[queued #{event['position']}]", file=sys.stderr)
+
+    def switched(name: str, why: str) -> None:
+        if args.verbose or why != "trying":
+            print(f"[{name}: {why}]", file=sys.stderr)
+
+    async with aiohttp.ClientSession(args.server.rstrip("/")) as http:
+        client = StreamClient(http, transport=args.transport, on_event=show, on_transport=switched)
+        try:
+            if (await client.negotiate())["demo"]:
+                print("[demo model: the output is not a translation]", file=sys.stderr)
+            terminal = await client.translate(args.text, args.source, args.target)
+        except ServerError as exc:
+            print(f"hmt-stream: {exc}", file=sys.stderr)
+            return 1
+        except (TransportFailed, aiohttp.ClientError, OSError) as exc:
+            print(f"hmt-stream: cannot reach {args.server}: {exc}", file=sys.stderr)
+            return 1
+        except asyncio.CancelledError:
+            await client.cancel()
+            raise
+    print()
+    if terminal["type"] == "error":
+        print(f"hmt-stream: {terminal['code']}: {terminal['message']}", file=sys.stderr)
+        return 1
+    if terminal["type"] == "cancelled":
+        print("hmt-stream: cancelled", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_translate_async(args))
+    except KeyboardInterrupt:
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hmt_stream", description="Streaming Hunyuan-MT translation.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to listen on")
     serve.add_argument("--port", type=int, help="TCP port (default 8080)")
     serve.set_defaults(run=_serve)
+    translate = commands.add_parser("translate", help="stream a translation from a running server to stdout")
+    translate.add_argument("text", help="the text to translate")
+    translate.add_argument("--to", dest="target", required=True, help="target language code, e.g. en")
+    translate.add_argument("--from", dest="source", default="auto", help="source language code (default: auto)")
+    translate.add_argument("--server", default="http://127.0.0.1:8080", help="server URL")
+    translate.add_argument("--transport", choices=("ws", "sse", "poll"),
+                           help="use only this transport (default: negotiate ws, then sse, then poll)")
+    translate.add_argument("-v", "--verbose", action="store_true", help="report each transport tried")
+    translate.set_defaults(run=_translate)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
