@@ -43,6 +43,7 @@ class StreamClient:
         self._request: dict[str, Any] = {}
         self._terminal: dict[str, Any] | None = None
         self._current: Any = None
+        self._closing: asyncio.Future[Any] | None = None
 
     async def negotiate(self) -> dict[str, Any]:
         async with self.http.get("/api/negotiate") as response:
@@ -81,7 +82,7 @@ class StreamClient:
         """Close the current connection (as a flaky network would); the client resumes on the next transport."""
         current = self._current
         if isinstance(current, aiohttp.ClientWebSocketResponse):
-            asyncio.ensure_future(current.close())
+            self._closing = asyncio.ensure_future(current.close())
         elif current is not None:
             current.close()
 
