@@ -1,0 +1,396 @@
+"""docs/benchmarks.json (raw figures) and docs/benchmarks.md (method, machine, tables with targets), written
+from the JSON so that CPU runs and GPU runs can fill it in at different times."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+JSON_NAME = "benchmarks.json"
+
+
+# -- the machine ----------------------------------------------------------------------------------------------------
+
+def load_average() -> list[float]:
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git() -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine() -> dict[str, Any]:
+    import aiohttp
+    import psutil
+
+    versions: dict[str, str] = {"python": platform.python_version(), "aiohttp": aiohttp.__version__}
+    for name in ("torch", "transformers"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+        "commit": _git(),
+        "load_before": load_average(),
+    }
+
+
+# -- files -----------------------------------------------------------------------------------------------------------
+
+def write(results: dict[str, Any], folder: Path) -> Path:
+    """Merge results into folder/benchmarks.json (keeping the GPU section and suites not run now), render the .md."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / JSON_NAME
+    merged: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    merged.update(results)
+    path.write_text(json.dumps(merged, indent=2, ensure_ascii=False) + "\n")
+    path.with_suffix(".md").write_text(render(merged))
+    return path
+
+
+def file_gpu_results(gpu: dict[str, Any], folder: Path = DOCS) -> Path:
+    """What `python -m bench.gpu --write` calls: the GPU figures into the JSON file, and the document again."""
+    return write({"gpu": gpu}, folder)
+
+
+# -- formatting -----------------------------------------------------------------------------------------------------
+
+def _n(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "**missed**")
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _get(node: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _le(value: Any, limit: float) -> bool | None:
+    return None if value is None else bool(value <= limit)
+
+
+TRANSPORT_NAMES = {"direct": "direct (no transport)", "websocket": "WebSocket", "sse": "SSE", "poll": "long-poll",
+                   "rest": "POST /api/translate"}
+
+
+# -- the document ---------------------------------------------------------------------------------------------------
+
+def render(data: dict[str, Any]) -> str:
+    parts = [_header(data), _summary(data), _machine(data), _method(), _cost(data), _concurrency(data),
+             _cache(data), _ttft(data), _gpu(data.get("gpu"))]
+    return "\n".join(part for part in parts if part)
+
+
+def _header(data: dict[str, Any]) -> str:
+    m = data.get("machine", {})
+    quick = ("\n> **This is a `--quick` run**: every figure is from a shortened benchmark, for trying things out; "
+             "run `make bench` for the real ones.\n" if data.get("quick") else "")
+    return (
+        "# Benchmarks\n\n"
+        "Written by `make bench` (`python -m bench`, the code in `bench/`) from `docs/benchmarks.json`, which holds "
+        "every raw figure; GPU figures come from `python -m bench.gpu --write`. Don't edit by hand. Targets are "
+        "reported against, never asserted; `make bench` is not part of `make test`.\n\n"
+        f"Last CPU run: {data.get('when', '?')}, {data.get('duration_s', '?')} s, commit `{m.get('commit', '?')}`, "
+        f"on {m.get('cores', '?')} cores ({m.get('cpu', '?')}).\n{quick}"
+    )
+
+
+def _summary(data: dict[str, Any]) -> str:
+    t = data.get("targets", {})
+    rows: list[list[Any]] = []
+    cost = data.get("cost", {})
+    modes = cost.get("modes", {})
+    n = cost.get("streams", "?")
+    for mode in ("websocket", "sse", "poll"):
+        added = _get(modes, mode, "cpu_us_per_token_added")
+        rows.append([f"Server CPU per token added over direct, {TRANSPORT_NAMES[mode]} ({n} streams × 20 tok/s)",
+                     f"{_n(added)} µs", f"≤ {_n(t.get('cpu_us_per_token_added'), 0)} µs",
+                     _verdict(_le(added, t.get("cpu_us_per_token_added", 0)))])
+    for mode in ("direct", "websocket", "sse", "poll"):
+        p99 = _get(modes, mode, "latency_ms", "p99")
+        p50 = _get(modes, mode, "latency_ms", "p50")
+        rows.append([f"Token produced → received p50 / p99, {TRANSPORT_NAMES[mode]} ({n} streams)",
+                     f"{_n(p50, 2)} / {_n(p99, 2)} ms", f"p99 ≤ {_n(t.get('latency_p99_ms'))} ms",
+                     _verdict(_le(p99, t.get("latency_p99_ms", 0)))])
+    conc = data.get("concurrency", {})
+    for mode in ("websocket", "sse", "poll"):
+        entry = conc.get(mode, {})
+        held = entry.get("holds")
+        note = ""
+        if entry.get("first_failing") is None and entry:
+            note = " (every step held: at least)"
+        elif entry.get("client_bound"):
+            note = " (load generator saturated: a lower bound)"
+        rows.append([f"Streams at 20 tok/s held with p99 gap ≤ 100 ms, {TRANSPORT_NAMES[mode]}",
+                     f"{_n(held)}{note}", f"≥ {_n(t.get('streams_held'))}",
+                     _verdict(None if held is None else held >= t.get("streams_held", 0))])
+    idle = _get(data, "idle_ws", "bytes_per_connection")
+    rows.append(["Server RSS per idle WebSocket", f"{_n(idle / 1024 if idle is not None else None)} KiB",
+                 f"≤ {_n(t.get('idle_ws_bytes', 0) / 1024, 0)} KiB",
+                 _verdict(_le(idle, t.get("idle_ws_bytes", 0)))])
+    for mode in ("websocket", "sse", "poll"):
+        hit = _get(data, "cache", mode)
+        rows.append([f"Cache hit, request → done, p50 / p99, {TRANSPORT_NAMES[mode]}",
+                     f"{_n(_get(hit, 'p50'), 2)} / {_n(_get(hit, 'p99'), 2)} ms",
+                     f"p99 ≤ {_n(t.get('cache_hit_p99_ms'))} ms",
+                     _verdict(_le(_get(hit, "p99"), t.get("cache_hit_p99_ms", 0)))])
+    ttft = data.get("ttft", {})
+    for mode in ("websocket", "sse", "poll"):
+        client = _get(ttft, mode, "request_to_first_delta_ms", "p50")
+        engine = _get(ttft, mode, "engine_first_delta_ms", "p50")
+        rows.append([f"Demo model: request → first delta p50 (engine's own first delta), {TRANSPORT_NAMES[mode]}",
+                     f"{_n(client, 2)} ms ({_n(engine, 2)} ms)", "no target", "–"])
+    return "## Summary\n\n" + _table(["figure", "measured", "target", ""], rows)
+
+
+def _machine(data: dict[str, Any]) -> str:
+    m = data.get("machine")
+    if not m:
+        return ""
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+    return (
+        "## Machine\n\n"
+        f"- CPU: {m.get('cpu')}, {m.get('cores')} cores (shared: other people's builds and tests ran on it too; "
+        "each figure below says how busy the rest of the machine was while it was measured)\n"
+        f"- Memory: {m.get('memory_gib')} GiB; {m.get('os')}; {versions}\n"
+        f"- Load average before / after the run: {m.get('load_before')} / {data.get('load_after')}; "
+        f"time spent waiting for a quiet machine: {data.get('quiet_wait_s', 0)} s\n"
+    )
+
+
+def _method() -> str:
+    return """## Method
+
+- **The server under test** is hmt-stream's real application (`create_app`), run in its own process the way
+  `serve` runs it (INFO logging with aiohttp's access log, `handler_cancellation`), on 127.0.0.1, by
+  `bench/server.py`. Its tokens come from the **ScriptedEngine** (`hmt_stream/engine/scripted.py`, not a model):
+  each stream emits a token every 50 ms (20 tokens/s, the pace of one Hunyuan-MT-7B stream on a GPU), stamped
+  with `time.monotonic_ns()` when it is produced. Time to first output uses the demo model instead.
+- **The load generator** is this process (`bench/clients.py`, aiohttp, one event loop): one WebSocket per stream
+  (as one page keeps one), SSE as `POST /api/sessions` + `GET …/events` with `Accept: text/event-stream`,
+  long-poll as `POST` + `GET …/events?after=N` until `done`. It notes when each token arrives with the same
+  clock (CLOCK_MONOTONIC is system-wide on Linux), so *latency* is arrival − production stamp and the *gap* is the
+  time between two arrivals on one stream.
+- **Direct** is the baseline: the same sessions started through the Translator inside the server process and
+  read there with `session.events()`, no transport (`POST /bench/direct`). *CPU per token added* is a transport's
+  server CPU per token minus direct's, so the engine's own cost (timers, the session log) cancels out.
+- **CPU** is the server process's user + system time (psutil, every thread) over a **steady-state window** that
+  opens once every stream has started (streams start spread over a second or two, as real users do, not in
+  lock-step) and closes before any ends, divided by the tokens that arrived in it. Connection set-up and session
+  creation fall outside the window. The load generator's own CPU and the rest of the machine's are measured over
+  the same window: with 2 cores, a saturated client or a busy neighbour shows there.
+- **Concurrency** steps up the number of streams on a fresh server per transport until the p99 gap exceeds 100 ms
+  (nominal gap: 50 ms), a stream fails, or fewer than 90 % of the due tokens arrive. **Idle WebSockets**: server
+  RSS before and after opening N sockets that receive `hello` and then nothing, divided by N.
+- **Cache hits**: one text, translated once, then asked for again and again, one request at a time; from sending
+  the request to receiving `done`.
+- **Time to first output**: the demo model (the real TransformersEngine on CPU, greedy, cache off), one request
+  at a time; split at the moments the engine was asked to generate and gave its first delta (the server process
+  notes both per request), so *request → engine* is intake (HTTP, validation, tokenising, scheduling) and
+  *engine → client* is delivery.
+- Before each measurement the harness waits (within a budget) for the machine to be under 25 % busy.
+"""
+
+
+def _pcts(row: dict[str, Any]) -> list[str]:
+    return [_n(row.get("server_cpu_pct")), _n(row.get("client_cpu_pct")), _n(row.get("others_cpu_pct"))]
+
+
+def _cost(data: dict[str, Any]) -> str:
+    cost = data.get("cost")
+    if not cost:
+        return ""
+    if "error" in cost:
+        return f"## 1. Server cost per token\n\nFailed: `{cost['error']}`\n"
+    rows = []
+    for mode, row in cost["modes"].items():
+        lat, gap = row.get("latency_ms", {}), row.get("gap_ms", {})
+        rows.append([TRANSPORT_NAMES[mode], _n(row.get("server_cpu_us_per_token")),
+                     _n(row.get("cpu_us_per_token_added")) if mode != "direct" else "–",
+                     f"{_n(lat.get('p50'), 2)} / {_n(lat.get('p90'), 2)} / {_n(lat.get('p99'), 2)} / "
+                     f"{_n(lat.get('max'), 2)}", _n(gap.get("p99")),
+                     f"{_n(row.get('tokens'))} ({_n(row.get('tokens_per_s'), 0)}/s)", *_pcts(row),
+                     row.get("errors", 0)])
+    return (f"## 1. Server cost per token\n\n{cost['streams']} streams × {_n(cost['rate'], 0)} tokens/s, "
+            f"{cost['window_s']} s window, one mode after the other on one server.\n\n"
+            + _table(["mode", "server CPU µs/token", "added over direct", "latency p50 / p90 / p99 / max (ms)",
+                      "gap p99 (ms)", "tokens in window", "server CPU %", "client CPU %", "others' CPU %",
+                      "errors"], rows))
+
+
+def _concurrency(data: dict[str, Any]) -> str:
+    conc = data.get("concurrency")
+    out = "## 2. Concurrency\n\n"
+    if not conc and not data.get("idle_ws"):
+        return ""
+    if conc and "error" in conc:
+        out += f"Failed: `{conc['error']}`\n\n"
+    elif conc:
+        for mode, entry in conc.items():
+            verdict = (f"holds **{_n(entry['holds'])}** streams"
+                       + (f"; {_n(entry['first_failing'])} failed" if entry.get("first_failing") else
+                          "; every step held (the figure is a lower bound)")
+                       + ("; the load generator was saturated at the failing step, so this is a lower bound"
+                          if entry.get("client_bound") else ""))
+            rows = []
+            for step in entry["steps"]:
+                gap, lat = step.get("gap_ms", {}), step.get("latency_ms", {})
+                rows.append([_n(step["streams"]), f"{_n(step['tokens_per_s'], 0)} / "
+                             f"{_n(step['expected_tokens_per_s'], 0)}",
+                             f"{_n(gap.get('p50'))} / {_n(gap.get('p99'))} / {_n(gap.get('max'))}",
+                             _n(lat.get("p99")), *_pcts(step), step.get("errors", 0),
+                             "yes" if step.get("held") else "**no**"])
+            out += (f"**{TRANSPORT_NAMES[mode]}**: {verdict}.\n\n"
+                    + _table(["streams", "tokens/s arrived / due", "gap p50 / p99 / max (ms)", "latency p99 (ms)",
+                              "server CPU %", "client CPU %", "others' CPU %", "errors", "held"], rows) + "\n")
+    idle = data.get("idle_ws")
+    if idle and "error" not in idle:
+        out += (f"**Idle WebSockets**: {_n(idle['connections'])} sockets took the server from "
+                f"{_n(idle['rss_before'] / 2**20)} MiB to {_n(idle['rss_after'] / 2**20)} MiB RSS: "
+                f"**{_n(idle['bytes_per_connection'] / 1024)} KiB per connection**.\n")
+    elif idle:
+        out += f"Idle WebSockets failed: `{idle['error']}`\n"
+    return out
+
+
+def _cache(data: dict[str, Any]) -> str:
+    cache = data.get("cache")
+    if not cache:
+        return ""
+    if "error" in cache:
+        return f"## 3. Cache hits\n\nFailed: `{cache['error']}`\n"
+    rows = [[TRANSPORT_NAMES[mode], _n(row.get("n")), _n(row.get("p50"), 2), _n(row.get("p90"), 2),
+             _n(row.get("p99"), 2), _n(row.get("max"), 2), row.get("misses", 0)] for mode, row in cache.items()]
+    return ("## 3. Cache hits\n\nRequest → `done`, one request at a time (WebSocket already open; SSE and "
+            "long-poll are a POST and then a GET on a kept-alive connection).\n\n"
+            + _table(["mode", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)", "max (ms)", "not cached"], rows))
+
+
+def _ttft(data: dict[str, Any]) -> str:
+    ttft = data.get("ttft")
+    if not ttft:
+        return ""
+    if "error" in ttft:
+        return f"## 4. Time to first output (demo model)\n\nFailed: `{ttft['error']}`\n"
+    rows = []
+    for mode, row in ttft.items():
+        client, engine = row["request_to_first_delta_ms"], row["engine_first_delta_ms"]
+        rows.append([TRANSPORT_NAMES[mode], _n(client.get("n")),
+                     f"{_n(client.get('p50'), 2)} / {_n(client.get('p99'), 2)}",
+                     f"{_n(engine.get('p50'), 2)} / {_n(engine.get('p99'), 2)}",
+                     _n(row["request_to_engine_ms"].get("p50"), 2), _n(row["engine_to_client_ms"].get("p50"), 2)])
+    return ("## 4. Time to first output (demo model)\n\nThe engine's first delta comes after its first *token* "
+            "by at least one decode step: the incremental decoder holds the last character back until the next "
+            "token shows it is complete. With the tiny demo model a decode step is about a millisecond; with "
+            "Hunyuan-MT-7B it is the GPU's step time.\n\n"
+            + _table(["mode", "requests", "request → first delta p50 / p99 (ms)",
+                      "engine: generate() → first delta p50 / p99 (ms)", "request → engine p50 (ms)",
+                      "engine → client p50 (ms)"], rows))
+
+
+def _gpu(gpu: dict[str, Any] | None) -> str:
+    head = "## GPU (full-size HunYuanDenseV1, random weights)\n\n"
+    if not gpu:
+        return (head + "> **Not run yet.** The machine these figures come from has no GPU. On any CUDA machine "
+                "run `python -m bench.gpu --write` (about 10 minutes; needs ≈ 20 GB of GPU memory): it fills in "
+                "this section and the `gpu` key of `docs/benchmarks.json`.\n>\n"
+                "> Targets: batch-1 decode ≥ 75 % of the bandwidth bound (weight bytes ÷ measured copy "
+                "bandwidth), time to first token p50 ≤ 25 ms for a 100-token prompt, ≥ 3,000 tokens/s aggregate "
+                "at 64 streams. The script measures bf16 and 8-bit, the dynamic cache (today's engine), a static "
+                "cache and a compiled static cache, and 8/32/64 streams through the Translator with today's "
+                "TransformersEngine (a thread per stream) and with a prototype engine over transformers' "
+                "continuous batching.\n")
+    t = gpu.get("targets", {})
+    m = gpu.get("machine", {})
+    out = head
+    if gpu.get("tiny"):
+        out += ("> **These are `--tiny` figures (a tiny config on CPU)**: a smoke test of the script, not a "
+                "benchmark.\n\n")
+    out += (f"Run {gpu.get('when')} on {m.get('gpu', m.get('cpu', '?'))} (torch {m.get('torch')}, transformers "
+            f"{m.get('transformers')}, CUDA {m.get('cuda', '–')}); measured copy bandwidth "
+            f"{_n(gpu.get('copy_bandwidth_GBps'))} GB/s; prompt {gpu['settings']['prompt_tokens']} tokens, "
+            f"{gpu['settings']['new_tokens']} new tokens per generation.\n\n")
+    rows = []
+    for mode, figures in gpu.get("modes", {}).items():
+        if "error" in figures:
+            rows.append([mode, f"failed: `{figures['error']}`", "", "", "", "", ""])
+            continue
+        bound = figures["bound_tokens_per_s"]
+        for variant, row in figures["decode"].items():
+            if "tokens_per_s" not in row:
+                rows.append([mode, variant, row.get("error") or row.get("skipped"), "", "", "", ""])
+                continue
+            fraction = row["tokens_per_s"] / bound
+            rows.append([mode, variant, f"{_n(row['tokens_per_s'])} tok/s ({_n(row['ms_per_token'], 2)} ms)",
+                         f"{_n(bound)} tok/s ({_n(figures['weight_bytes'] / 1e9, 2)} GB)",
+                         f"{fraction:.0%} ({_verdict(fraction >= t.get('decode_fraction_of_bound', 0))})",
+                         _n(row["ttft_ms_p50"], 2),
+                         _verdict(_le(row["ttft_ms_p50"], t.get("ttft_p50_ms", 0)))])
+    out += ("### Batch-1 decode and time to first token\n\n"
+            + _table(["mode", "cache", "decode", "bandwidth bound", "of bound (target ≥ 75 %)",
+                      "TTFT p50 (ms)", "TTFT ≤ 25 ms"], rows) + "\n")
+    rows = []
+    for mode, figures in gpu.get("modes", {}).items():
+        if "error" in figures:
+            continue
+        for engine, runs in figures["streams"].items():
+            for count, run in runs.items():
+                if "error" in run:
+                    rows.append([mode, engine, count, f"failed: `{run['error']}`", "", "", ""])
+                    continue
+                target = t.get("tokens_per_s_at_64", 0)
+                rows.append([mode, engine, count, _n(run["tokens_per_s"]), _n(run["tokens_per_stream"]),
+                             f"{_n(run['ttft_ms_p50'])} / {_n(run['ttft_ms_p99'])}",
+                             _verdict(run["tokens_per_s"] >= target) if count == "64" else "–"])
+        first = figures.get("engine_first_delta_ms_p50")
+        out += f"First delta through TransformersEngine ({mode}), p50: {_n(first, 2)} ms.\n\n"
+    out += ("### Concurrent streams through the Translator\n\n`threads`: today's TransformersEngine, one "
+            "generate() per worker thread; `continuous`: the prototype engine over transformers' continuous batching "
+            "(`bench/gpu.py`, repetition penalty dropped: continuous batching does not support it).\n\n"
+            + _table(["mode", "engine", "streams", "aggregate tok/s", "tokens per stream", "TTFT p50 / p99 (ms)",
+                      "≥ 3,000 tok/s at 64"], rows))
+    return out
