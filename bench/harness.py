@@ -61,6 +61,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
         self.log.close()
         os.unlink(self.log.name)
         self.popen = None

@@ -350,10 +350,11 @@ def _gpu(gpu: dict[str, Any] | None) -> str:
     if gpu.get("tiny"):
         out += ("> **These are `--tiny` figures (a tiny config on CPU)**: a smoke test of the script, not a "
                 "benchmark.\n\n")
+    settings = gpu.get("settings", {})
     out += (f"Run {gpu.get('when')} on {m.get('gpu', m.get('cpu', '?'))} (torch {m.get('torch')}, transformers "
             f"{m.get('transformers')}, CUDA {m.get('cuda', '–')}); measured copy bandwidth "
-            f"{_n(gpu.get('copy_bandwidth_GBps'))} GB/s; prompt {gpu['settings']['prompt_tokens']} tokens, "
-            f"{gpu['settings']['new_tokens']} new tokens per generation.\n\n")
+            f"{_n(gpu.get('copy_bandwidth_GBps'))} GB/s; prompt {settings.get('prompt_tokens')} tokens, "
+            f"{settings.get('new_tokens')} new tokens per generation.\n\n")
     rows = []
     for mode, figures in gpu.get("modes", {}).items():
         if "error" in figures:

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import gpu
+from bench import gpu, report
 
 
 def errors_in(node: Any, path: str = "") -> list[str]:
@@ -46,3 +46,5 @@ def test_tiny_run_measures_every_figure(tmp_path: Path) -> None:
             run = figures["streams"][engine]["3"]
             assert run["tokens"] > 0 and run["tokens_per_s"] > 0, (mode, engine, run)
     assert result["modes"]["int8"]["weight_bytes"] < result["modes"]["bf16"]["weight_bytes"]
+    section = report.render({"gpu": result})
+    assert "--tiny" in section and "| bf16 | dynamic |" in section and "| int8 | continuous | 3 |" in section
