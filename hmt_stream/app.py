@@ -10,13 +10,16 @@ from pathlib import Path
 from aiohttp import web
 
 from . import transports
+from .auth import Authenticator
 from .cache import PhraseCache
 from .config import Settings
 from .engine import Engine, load_engine, options_from
-from .keys import ENGINE, SETTINGS, TRANSLATOR
+from .keys import AUTHENTICATOR, ENGINE, METRICS, SETTINGS, TRANSLATOR
+from .metrics import Metrics
+from .ratelimit import RateLimiter
 from .scheduler import Scheduler
 from .session import MemorySessionStore
-from .translator import Translator
+from .translator import Observer, Translator
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 WEB_ROOT = web.AppKey("web_root", Path)
 
 
-def build_translator(settings: Settings, engine: Engine) -> Translator:
+def build_translator(settings: Settings, engine: Engine, observer: Observer | None = None) -> Translator:
     return Translator(
         engine,
         options=options_from(settings),
@@ -34,6 +37,8 @@ def build_translator(settings: Settings, engine: Engine) -> Translator:
         max_chars=settings.generation.max_chars,
         max_input_tokens=settings.generation.max_input_tokens,
         disconnect_grace_s=settings.session.disconnect_grace_s,
+        limiter=RateLimiter(settings.limits.rate, settings.limits.storage),
+        observer=observer,
     )
 
 
@@ -46,7 +51,10 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     engine = app[ENGINE]
     if settings.model.warmup:
         await engine.warmup()
-    translator = build_translator(settings, engine)
+    metrics = app[METRICS]
+    translator = build_translator(settings, engine, observer=metrics)
+    metrics.watch(running=lambda: translator.scheduler.running, queued=lambda: translator.scheduler.queued,
+                  cache=translator.cache)
     app[TRANSLATOR] = translator
     log.info("ready: model %s%s on %s", engine.model_id, " (demo model)" if engine.demo else "",
              getattr(engine, "device", "?"))
@@ -56,18 +64,30 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
         await engine.close()
 
 
+async def _drain(app: web.Application) -> None:
+    """On SIGTERM (after the listening sockets have closed): let translations finish, then cancel the rest."""
+    translator = app.get(TRANSLATOR)
+    if translator is not None:
+        await translator.drain(app[SETTINGS].limits.shutdown_grace_s)
+
+
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[WEB_ROOT] / "index.html")
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Application:
     """The whole server. Pass an engine to skip loading one (tests, benchmarks)."""
-    app = web.Application()
+    app = web.Application(client_max_size=settings.limits.max_body_bytes)
     app[SETTINGS] = settings
+    app[AUTHENTICATOR] = Authenticator(settings.auth)
+    app[METRICS] = Metrics()
     if engine is not None:
         app[ENGINE] = engine
     app[WEB_ROOT] = Path(settings.server.web_dir).expanduser() if settings.server.web_dir else WEB_DIR
     app.cleanup_ctx.append(_engine_context)
+    app.on_shutdown.append(_drain)  # before the transports' own shutdown, which closes what is left open
+    app.middlewares.append(app[METRICS].middleware)
+    app.router.add_get("/metrics", app[METRICS].handler)
     transports.setup(app, settings)
     app.router.add_get("/", index)
     app.router.add_static("/static/", app[WEB_ROOT], name="static")

@@ -18,6 +18,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from . import config
+    from .accesslog import AccessLogger
     from .app import create_app
 
     overrides: dict[str, Any] = {}
@@ -34,8 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.model.name == "demo":
         print("Serving the DEMO MODEL: random weights, its output is not a translation.", file=sys.stderr)
     # handler_cancellation: a client that goes away ends its handler at once, so its session sees the reader leave.
+    # shutdown_timeout: after on_shutdown has ended every session, how long the last handlers get to finish.
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=_announce(settings),
-                handler_cancellation=True)
+                handler_cancellation=True, access_log_class=AccessLogger, shutdown_timeout=5)
     return 0
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,22 @@ from typing import Any
 from .errors import ConfigError
 
 
-def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: float | None = None) -> Any:
+def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: float | None = None,
+            validate: Callable[[Any], object] | None = None) -> Any:
     """Declare one setting: its default, the help text config.toml and the README show, and its limits."""
-    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum,
+                                            "validate": validate})
+
+
+def _secret(value: str) -> None:
+    if value and len(value.encode()) < 32:
+        raise ValueError("must be at least 32 bytes long (RFC 7518 §3.2), or empty for a random one")
+
+
+def _rate(value: str) -> None:
+    from limits import parse_many
+
+    parse_many(value)
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,36 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    enabled: bool = setting(False, "Require an API key or token on every API call (off for a localhost setup).")
+    api_keys: tuple[str, ...] = setting((), "API keys accepted as `Authorization: Bearer <key>` "
+                                        "(env: comma-separated).")
+    jwt_secret: str = setting("", "HS256 secret for JWTs (from your identity provider, or issued by "
+                              "POST /api/token); empty: a random secret per process.", validate=_secret)
+    token_ttl_s: float = setting(600.0, "Lifetime of the short-lived browser token that POST /api/token issues.",
+                                 minimum=1.0)
+    allowed_origins: tuple[str, ...] = setting((), "Origins besides the server's own that may open WebSockets "
+                                               "and send POST/DELETE (e.g. https://app.example.com); '*' for any.")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    rate: str = setting("10/minute", "Translations per principal (API key, token subject, or IP when auth is "
+                        "off), in the `limits` library's notation, e.g. '10/minute;100/hour'.", validate=_rate)
+    storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).")
+    max_body_bytes: int = setting(65536, "Largest HTTP request body; larger ones are refused with too_large.",
+                                  minimum=1024)
+    max_ws_frame_bytes: int = setting(65536, "Largest WebSocket message; a larger one closes the socket (1009).",
+                                      minimum=1024)
+    ws_idle_timeout_s: float = setting(300.0, "Close a WebSocket that has sent nothing and follows no running "
+                                       "session for this long.", minimum=1.0)
+    slow_reader_timeout_s: float = setting(30.0, "Drop a connection that has not accepted a write for this long "
+                                           "(its session carries on, for resume).", minimum=0.1)
+    shutdown_grace_s: float = setting(30.0, "On SIGTERM: how long running translations may finish before the "
+                                      "rest are cancelled.", minimum=0.0)
+
+
+@dataclass(frozen=True)
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -99,6 +142,8 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
     transports: TransportSettings = field(default_factory=TransportSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
 
     def replace(self, overrides: Mapping[str, Any]) -> Settings:
@@ -125,10 +170,23 @@ def _check(name: str, f: dataclasses.Field[Any], value: Any) -> Any:
         raise ConfigError(f"{name}: must be one of {', '.join(choices)}, not {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, not {value!r}")
+    if f.metadata["validate"] is not None:
+        try:
+            f.metadata["validate"](value)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
     return value
 
 
+def _is_list(kind: Any) -> bool:
+    return typing.get_origin(kind) is tuple
+
+
 def _from_toml(name: str, kind: type, value: Any) -> Any:
+    if _is_list(kind):
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+        return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -146,6 +204,8 @@ def _from_env(name: str, kind: type, text: str) -> Any:
         raise ConfigError(f"{name}: expected a boolean (true/false), got {text!r}")
     if kind is str:
         return text
+    if _is_list(kind):
+        return tuple(item.strip() for item in text.split(",") if item.strip())
     try:
         return kind(text)
     except ValueError:
@@ -216,6 +276,8 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return repr(value)
 
 

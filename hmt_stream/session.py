@@ -42,9 +42,11 @@ class SessionClosed(Exception):
 
 
 class TranslationSession:
-    def __init__(self, request: TranslationRequest, *, session_id: str | None = None) -> None:
+    def __init__(self, request: TranslationRequest, *, session_id: str | None = None,
+                 owner: str | None = None) -> None:
         self.id = session_id or secrets.token_urlsafe(18)
         self.request = request
+        self.owner = owner
         self.state = QUEUED
         self.log: list[Event] = []
         self.created = time.monotonic()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from . import errors
 from .cache import PhraseCache
 from .engine import Engine, GenerationOptions
 from .errors import HmtError
 from .prompts import build_prompt
+from .ratelimit import RateLimiter
 from .request import TranslationRequest
 from .scheduler import Scheduler, Ticket
 from .session import SessionStore, TranslationSession
@@ -23,10 +24,29 @@ def _ms(since: float) -> float:
     return round((time.monotonic() - since) * 1000, 1)
 
 
+class Observer(Protocol):
+    """What the translator reports as it works (metrics listen; the core knows no metrics library)."""
+
+    def first_token(self, seconds: float) -> None: ...
+
+    def token_gap(self, seconds: float) -> None: ...
+
+    def finished(self, state: str, tokens: int) -> None: ...
+
+
+class NullObserver:
+    def first_token(self, seconds: float) -> None: ...
+
+    def token_gap(self, seconds: float) -> None: ...
+
+    def finished(self, state: str, tokens: int) -> None: ...
+
+
 class Translator:
     def __init__(self, engine: Engine, *, options: GenerationOptions, scheduler: Scheduler, cache: PhraseCache,
                  store: SessionStore, max_chars: int, max_input_tokens: int,
-                 disconnect_grace_s: float = 20.0) -> None:
+                 disconnect_grace_s: float = 20.0, limiter: RateLimiter | None = None,
+                 observer: Observer | None = None) -> None:
         self.engine = engine
         self.options = options
         self.scheduler = scheduler
@@ -35,18 +55,34 @@ class Translator:
         self.max_chars = max_chars
         self.max_input_tokens = max_input_tokens
         self.disconnect_grace_s = disconnect_grace_s
+        self.limiter = limiter
+        self.observer: Observer = observer or NullObserver()
+        self.accepting = True
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def parse(self, payload: Any) -> TranslationRequest:
         return TranslationRequest.parse(payload, max_chars=self.max_chars)
 
-    def submit(self, request: TranslationRequest) -> TranslationSession:
-        """Start a session for request; raises HmtError (too_long, overloaded) before any session exists."""
+    def find(self, session_id: str, owner: str | None = None) -> TranslationSession | None:
+        """The session with this id, if it exists and belongs to owner (when sessions have owners)."""
+        session = self.store.get(session_id)
+        if session is None or (session.owner is not None and session.owner != owner):
+            return None
+        return session
+
+    def submit(self, request: TranslationRequest, *, principal: str = "anonymous",
+               owner: str | None = None) -> TranslationSession:
+        """Start a session for request; raises HmtError (rate_limited, too_long, overloaded, shutting_down)
+        before any session exists."""
+        if not self.accepting:
+            raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
+        if self.limiter is not None:
+            self.limiter.hit(principal)
         key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, self.options)
         cached = self.cache.get(key)
         if cached is not None:
-            session = TranslationSession(request)
+            session = TranslationSession(request, owner=owner)
             self.store.add(session)
             session.append("delta", text=cached)
             session.append("done", text=cached, cached=True, tokens=0, ttft_ms=0.0, elapsed_ms=0.0)
@@ -56,7 +92,7 @@ class Translator:
         if tokens > self.max_input_tokens:
             raise HmtError(errors.TOO_LONG,
                            f"the text is {tokens} tokens with the prompt; the limit is {self.max_input_tokens}")
-        session = TranslationSession(request)
+        session = TranslationSession(request, owner=owner)
         ticket = self.scheduler.admit(lambda position: session.append("queued", position=position))
         self.store.add(session)
         task = asyncio.create_task(self._run(session, prompt, ticket, key), name=f"session-{session.id}")
@@ -96,9 +132,10 @@ class Translator:
         if not session.finished:
             session.append("cancelled")
 
-    async def translate(self, request: TranslationRequest) -> TranslationSession:
+    async def translate(self, request: TranslationRequest, *, principal: str = "anonymous",
+                        owner: str | None = None) -> TranslationSession:
         """Submit and wait for the terminal event (the one-shot API)."""
-        session = self.submit(request)
+        session = self.submit(request, principal=principal, owner=owner)
         async for _ in session.events(after=session.last_seq):
             pass
         return session
@@ -119,24 +156,42 @@ class Translator:
         session.append("started")
         generation = self.engine.generate(prompt, self.options)
         ttft: float | None = None
+        last = time.monotonic()
         try:
             async for text in generation:
+                now = time.monotonic()
                 if ttft is None:
                     ttft = _ms(session.created)
+                    self.observer.first_token(now - session.created)
+                else:
+                    self.observer.token_gap(now - last)
+                last = now
                 session.append("delta", text=text)
         except asyncio.CancelledError:
             generation.cancel()
             await generation.wait_closed()
             session.append("cancelled")
+            self.observer.finished("cancelled", generation.tokens)
             return
         except Exception as exc:
             log.exception("generation failed for session %s", session.id)
             session.append("error", code=errors.MODEL_ERROR.code, message=f"generation failed: {exc}")
+            self.observer.finished("failed", generation.tokens)
             return
         text = session.text
         session.append("done", text=text, cached=False, tokens=generation.tokens, ttft_ms=ttft or 0.0,
                        elapsed_ms=_ms(session.created))
+        self.observer.finished("done", generation.tokens)
         self.cache.put(key, text)
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking new translations, let the running and queued ones finish for up to grace_s, then cancel
+        the rest; every session ends with its terminal event."""
+        self.accepting = False
+        if self._tasks:
+            log.info("shutting down: waiting up to %.0f s for %d translations", grace_s, len(self._tasks))
+            await asyncio.wait(list(self._tasks), timeout=grace_s)
+        await self.close()
 
     async def close(self) -> None:
         """Cancel every session still queued or running and wait for their terminal events."""

@@ -28,9 +28,10 @@ def engine(demo_dir: Path) -> Iterator[TransformersEngine]:
 
 
 def make_settings(demo_dir: Path, **overrides: Any) -> config.Settings:
-    """Settings for tests: the demo model, no warm-up, plus 'section.key' overrides."""
+    """Settings for tests: the demo model, no warm-up, no practical rate limit (tests of the limit set their own),
+    plus overrides as section__key=value."""
     base = {"model.name": "demo", "model.demo_dir": str(demo_dir), "model.warmup": False,
-            "generation.max_new_tokens": 40}
+            "generation.max_new_tokens": 40, "limits.rate": "100000/minute"}
     return config.Settings().replace({**base, **{k.replace("__", "."): v for k, v in overrides.items()}})
 
 

@@ -30,7 +30,7 @@ http {{
             proxy_pass http://127.0.0.1:{upstream};
             proxy_read_timeout 60s;
             proxy_http_version 1.1;
-            proxy_set_header Host $host;
+            proxy_set_header Host $http_host;
 {extra}
         }}
     }}

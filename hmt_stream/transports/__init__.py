@@ -6,18 +6,22 @@ from aiohttp import web
 
 from ..config import Settings
 from ..keys import SETTINGS
-from . import poll, rest, sse, websocket
+from . import guard, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
+    app.middlewares.append(guard.guard_middleware)
     rest.setup(app)
+    app.router.add_post("/api/token", guard.issue_token)
     app.router.add_get("/api/sessions/{id}/events", events)
     if settings.transports.sse:
         app.router.add_get("/api/negotiate/sse", sse.probe)
     if settings.transports.websocket:
+        app[websocket.CONNECTIONS] = set()
         app.router.add_get("/ws", websocket.handler)
+        app.on_shutdown.append(websocket.shutdown)
 
 
 async def events(request: web.Request) -> web.StreamResponse:

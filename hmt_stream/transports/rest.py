@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from .. import errors
 from ..errors import HmtError
-from ..keys import SETTINGS, TRANSLATOR
+from ..keys import METRICS, SETTINGS, TRANSLATOR
 from ..languages import LANGUAGES
 from ..session import TranslationSession
 from ..translator import Translator
+from .guard import Handler, owner_of, principal_of
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(error: HmtError) -> web.Response:
@@ -33,11 +32,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except HmtError as error:
+        request.app[METRICS].error(error.code)
         return error_response(error)
     except web.HTTPException as exc:
         if not request.path.startswith("/api/") or exc.status < 400:
             raise
-        code = errors.NOT_FOUND.code if exc.status == 404 else errors.BAD_REQUEST.code
+        code = {404: errors.NOT_FOUND.code, 413: errors.TOO_LARGE.code}.get(exc.status, errors.BAD_REQUEST.code)
+        request.app[METRICS].error(code)
         return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status)
 
 
@@ -49,7 +50,8 @@ def translator_of(request: web.Request) -> Translator:
 
 
 def find_session(request: web.Request) -> TranslationSession | None:
-    return translator_of(request).store.get(request.match_info["id"])
+    """The session named in the path, if the caller may see it (someone else's is as good as missing)."""
+    return translator_of(request).find(request.match_info["id"], owner_of(request))
 
 
 def get_session(request: web.Request) -> TranslationSession:
@@ -68,7 +70,8 @@ async def read_json(request: web.Request) -> Any:
 
 async def create_session(request: web.Request) -> web.Response:
     translator = translator_of(request)
-    session = translator.submit(translator.parse(await read_json(request)))
+    session = translator.submit(translator.parse(await read_json(request)), principal=principal_of(request).id,
+                                owner=owner_of(request))
     url = f"/api/sessions/{session.id}/events"
     return web.json_response({**session.snapshot(), "events_url": url}, status=201,
                              headers={"Location": f"/api/sessions/{session.id}"})
@@ -86,7 +89,8 @@ async def cancel_session(request: web.Request) -> web.Response:
 
 async def translate(request: web.Request) -> web.Response:
     translator = translator_of(request)
-    session = await translator.translate(translator.parse(await read_json(request)))
+    session = await translator.translate(translator.parse(await read_json(request)),
+                                         principal=principal_of(request).id, owner=owner_of(request))
     last = session.log[-1]
     if last.type == "done":
         return web.json_response({"session": session.id, **last.data})

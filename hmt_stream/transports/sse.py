@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,8 @@ class _Response(EventSourceResponse):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.headers["Cache-Control"] = "no-cache, no-transform"
+
+log = logging.getLogger(__name__)
 
 # How long the negotiation probe stays open after its hello, if the client does not close it first.
 PROBE_LIFETIME_S = 30.0
@@ -40,10 +43,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
         # 204 is the one answer that makes EventSource stop reconnecting.
         return web.Response(status=204)
     after = resume_point(request)
-    heartbeat = request.app[SETTINGS].transports.heartbeat_s
-    async with sse_response(request, ping_interval=heartbeat, response_cls=_Response) as response:
-        async for event in session.events(after=after):
-            await response.send(event.json, id=str(event.seq), event=event.type)
+    settings = request.app[SETTINGS]
+    # send_timeout: a reader that accepts nothing for that long is dropped; its session carries on for resume.
+    async with sse_response(request, ping_interval=settings.transports.heartbeat_s, response_cls=_Response,
+                            send_timeout=settings.limits.slow_reader_timeout_s) as response:
+        try:
+            async for event in session.events(after=after):
+                await response.send(event.json, id=str(event.seq), event=event.type)
+        except (TimeoutError, ConnectionResetError):
+            log.info("dropped an SSE reader of session %s: it stopped reading or went away", session.id)
     return response
 
 

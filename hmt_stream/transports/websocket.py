@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .. import errors
+from ..auth import Principal
 from ..errors import HmtError
-from ..keys import SETTINGS
+from ..keys import METRICS, SETTINGS
+from ..metrics import Metrics
 from ..session import TranslationSession
 from ..translator import Translator
+from .guard import principal_of
 from .rest import translator_of
 
 log = logging.getLogger(__name__)
@@ -23,15 +27,36 @@ log = logging.getLogger(__name__)
 class Connection:
     """One socket: decodes client messages, runs one forwarding task per session it follows."""
 
-    def __init__(self, ws: web.WebSocketResponse, translator: Translator) -> None:
+    def __init__(self, ws: web.WebSocketResponse, translator: Translator, principal: Principal, metrics: Metrics,
+                 *, send_timeout: float = 30.0, abort: Callable[[], None] = lambda: None) -> None:
         self.ws = ws
+        self.metrics = metrics
+        self.send_timeout = send_timeout
+        self._abort = abort
         self.translator = translator
+        self.principal = principal
+        self.owner = principal.id if principal.authenticated else None
         self.follows: dict[str, asyncio.Task[None]] = {}
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.ws.send_str(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+        await self.send_text(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+
+    async def send_text(self, text: str) -> None:
+        """Send one frame; a reader that accepts nothing for send_timeout is dropped (its sessions carry on)."""
+        try:
+            await asyncio.wait_for(self.ws.send_str(text), self.send_timeout)
+        except TimeoutError:
+            log.info("dropping a WebSocket that accepted nothing for %.0f s", self.send_timeout)
+            self._abort()
+            raise ConnectionResetError("slow reader dropped") from None
+
+    @property
+    def busy(self) -> bool:
+        """True while the socket follows a session that has not ended."""
+        return bool(self.follows)
 
     async def send_error(self, error: HmtError, **context: Any) -> None:
+        self.metrics.error(error.code)
         message: dict[str, Any] = {"type": "error", **error.as_dict(), **context}
         if error.retry_after is not None:
             message["retry_after"] = error.retry_after
@@ -54,7 +79,8 @@ class Connection:
     async def _dispatch(self, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "translate":
-            session = self.translator.submit(self.translator.parse(message))
+            session = self.translator.submit(self.translator.parse(message), principal=self.principal.id,
+                                             owner=self.owner)
             self.follow(session, 0, message.get("ref"))
         elif kind == "resume":
             after = message.get("after", 0)
@@ -73,7 +99,7 @@ class Connection:
 
     def _session(self, message: dict[str, Any]) -> TranslationSession:
         session_id = message.get("session")
-        session = self.translator.store.get(session_id) if isinstance(session_id, str) else None
+        session = self.translator.find(session_id, self.owner) if isinstance(session_id, str) else None
         if session is None:
             raise HmtError(errors.NOT_FOUND, f"no session {session_id!r} (unknown or expired)")
         return session
@@ -94,7 +120,7 @@ class Connection:
                     await self.send({**event.as_dict(), "ref": ref})
                     ref = None
                 else:
-                    await self.ws.send_str(event.json)
+                    await self.send_text(event.json)
 
     async def heartbeat(self, interval: float) -> None:
         """An application-level ping that browser code can see (it cannot see WebSocket ping frames)."""
@@ -103,6 +129,12 @@ class Connection:
             with contextlib.suppress(ConnectionError):
                 await self.send({"type": "ping"})
 
+    async def finish(self, timeout: float = 5.0) -> None:
+        """Deliver the events still due (the sessions have ended), then close with 1001 going away."""
+        if self.follows:
+            await asyncio.wait(list(self.follows.values()), timeout=timeout)
+        await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
     async def close(self) -> None:
         tasks = list(self.follows.values())
         for task in tasks:
@@ -110,23 +142,52 @@ class Connection:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+CONNECTIONS = web.AppKey("ws_connections", set["Connection"])
+
+
 async def handler(request: web.Request) -> web.WebSocketResponse:
     translator = translator_of(request)
-    heartbeat = request.app[SETTINGS].transports.heartbeat_s
+    settings = request.app[SETTINGS]
+    heartbeat = settings.transports.heartbeat_s
+    limits = settings.limits
     # compress=False: token frames are tiny; deflate would cost CPU per frame and save nothing.
-    ws = web.WebSocketResponse(heartbeat=heartbeat, compress=False)
+    # max_msg_size: a larger message closes the socket with 1009 (its frame cannot be skipped and read on).
+    ws = web.WebSocketResponse(heartbeat=heartbeat, compress=False, max_msg_size=limits.max_ws_frame_bytes)
     await ws.prepare(request)
-    connection = Connection(ws, translator)
+    transport = request.transport
+    connection = Connection(ws, translator, principal_of(request), request.app[METRICS],
+                            send_timeout=limits.slow_reader_timeout_s,
+                            abort=transport.abort if transport is not None else lambda: None)
+    connections = request.app[CONNECTIONS]
+    connections.add(connection)
     pinger = asyncio.create_task(connection.heartbeat(heartbeat))
     try:
         await connection.send({"type": "hello", "heartbeat_s": heartbeat})
-        async for message in ws:
+        while not ws.closed:
+            try:
+                message = await ws.receive(timeout=limits.ws_idle_timeout_s)
+            except TimeoutError:
+                if connection.busy:
+                    continue
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle")
+                break
             if message.type == WSMsgType.TEXT:
                 await connection.receive(message.data)
             elif message.type == WSMsgType.BINARY:
                 await connection.send_error(HmtError(errors.BAD_REQUEST, "binary frames are not accepted; "
                                                                          "send JSON text frames"))
+            elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                break
+    except ConnectionError:
+        pass  # the peer went away mid-write; its sessions carry on for resume
     finally:
+        connections.discard(connection)
         pinger.cancel()
         await connection.close()
     return ws
+
+
+async def shutdown(app: web.Application) -> None:
+    """After the sessions have ended: let each socket send what is left, then close it as going away."""
+    connections: set[Connection] = app[CONNECTIONS]
+    await asyncio.gather(*(connection.finish() for connection in list(connections)))

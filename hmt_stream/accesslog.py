@@ -1,0 +1,35 @@
+"""Structured access logs: one JSON line per request, without secrets and without the text translated."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
+
+from .metrics import transport_of
+
+# Only these query parameters are logged; anything else (an access_token, say) never reaches the log.
+_LOGGED_QUERY = ("after", "timeout")
+
+log = logging.getLogger("hmt_stream.access")
+
+
+class AccessLogger(AbstractAccessLogger):
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        from .transports.guard import PRINCIPAL
+
+        principal = request.get(PRINCIPAL)
+        record = {
+            "remote": request.remote,
+            "method": request.method,
+            "path": request.path,
+            "query": {key: request.query[key] for key in _LOGGED_QUERY if key in request.query},
+            "status": response.status,
+            "ms": round(time * 1000, 1),
+            "bytes": response.body_length,
+            "transport": transport_of(request),  # type: ignore[arg-type]
+            "principal": principal.id if principal is not None else None,
+        }
+        self.logger.info(json.dumps(record, separators=(",", ":")))
