@@ -1,7 +1,7 @@
 """ScriptedEngine: NOT a model. A stand-in engine that emits scripted tokens, for benchmarks and fault injection.
 
-It implements the Engine protocol of `base.py` with plain asyncio: each generation is a task that emits tokens at
-a fixed rate, after an optional "prefill" delay, and can be told to fail or hang after N tokens, or to take its
+It implements the Engine protocol of `base.py` with plain asyncio, no thread: each generation emits tokens at a
+fixed rate, after an optional "prefill" delay, and can be told to fail or hang after N tokens, or to take its
 time stopping once cancelled. Nothing it emits is a translation, and its `demo` flag is set so that anything
 showing its output says so.
 
@@ -91,16 +91,14 @@ def stamps(text: str) -> list[int]:
     return [int(value) for value in _STAMP.findall(text)]
 
 
-_END = object()
-
-
 def _wake(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
 
 
 class ScriptedGeneration:
-    """One scripted generation: a producer task feeding a queue, read by async iteration (like the real one)."""
+    """One scripted generation. Its reader drives it: each token is made when it is due and the reader is there
+    to take it (a late reader gets the overdue tokens at once), which costs the event loop one timer per token."""
 
     def __init__(self, script: Script, max_new_tokens: int, *, broken: str = "") -> None:
         self.script = script
@@ -109,11 +107,12 @@ class ScriptedGeneration:
         self.tokens = 0
         self.cancelled = False
         self.started = time.monotonic()
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._error: BaseException | None = None
+        loop = asyncio.get_running_loop()
+        self._start = loop.time() + script.first_token_s  # token i is due at _start + i / rate
         self._stopped = asyncio.Event()
         self._wake: asyncio.Future[None] | None = None
-        self._task = asyncio.get_running_loop().create_task(self._produce(), name="scripted-generation")
+        self._closed: asyncio.Future[None] = loop.create_future()
+        self._read = False
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep, or wake at once when cancel() is called meanwhile; True once cancelled."""
@@ -129,12 +128,14 @@ class ScriptedGeneration:
             timer.cancel()
         return self.cancelled
 
-    async def _produce(self) -> None:
+    async def __aiter__(self) -> AsyncIterator[str]:
+        if self._read:
+            raise RuntimeError("a generation is read once")
+        self._read = True
         script = self.script
-        loop = asyncio.get_running_loop()
         interval = 1.0 / script.rate if script.rate > 0 else 0.0
-        start = loop.time() + script.first_token_s
         templated = "{i}" in script.text
+        loop = asyncio.get_running_loop()
         try:
             for i in range(self.limit + 1):
                 if self.broken:
@@ -143,44 +144,38 @@ class ScriptedGeneration:
                     raise ScriptedFailure(f"scripted failure after {i} tokens")
                 if i == script.hang_after:
                     await self._stopped.wait()
-                    break
+                    return
                 # Due times are absolute, so one late wake-up does not push every later token back.
-                if i == self.limit or await self._pause(start + i * interval - loop.time()):
-                    break
+                if i == self.limit or await self._pause(self._start + i * interval - loop.time()):
+                    return
                 text = script.text.replace("{i}", str(i)) if templated else script.text
                 if script.stamp:
                     text = f"[t={time.monotonic_ns()}]{text}"
                 self.tokens += 1
-                self._queue.put_nowait(text)
-            if self.cancelled and script.stop_delay_s > 0:
-                await asyncio.sleep(script.stop_delay_s)
-        except ScriptedFailure as exc:
-            self._error = exc
+                yield text
         finally:
-            self._queue.put_nowait(_END)
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                if self._error is not None:
-                    raise self._error
-                return
-            assert isinstance(item, str)
-            yield item
+            if not self.cancelled:
+                _wake(self._closed)
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
         self._stopped.set()
         _wake(self._wake)
+        if self.script.stop_delay_s > 0 and not self._closed.done():
+            asyncio.get_running_loop().call_later(self.script.stop_delay_s, _wake, self._closed)
+        else:
+            _wake(self._closed)
 
     @property
     def done(self) -> bool:
-        return self._task.done()
+        """It has stopped: read to its end (or its failure), or cancelled and stop_delay_s has passed."""
+        return self._closed.done()
 
     async def wait_closed(self) -> None:
-        """Wait until the producer has stopped (stop_delay_s after a cancel)."""
-        await asyncio.shield(self._task)
+        """Wait until it has stopped (stop_delay_s after a cancel)."""
+        await asyncio.shield(self._closed)
 
 
 class ScriptedEngine:
@@ -226,7 +221,7 @@ class ScriptedEngine:
         self.prompts.append(prompt)
         self.generations.append(generation)
         self._live.add(generation)
-        generation._task.add_done_callback(lambda _: self._live.discard(generation))
+        generation._closed.add_done_callback(lambda _: self._live.discard(generation))
         return generation
 
     @property
