@@ -17,6 +17,12 @@ log = logging.getLogger("hmt_stream.access")
 
 
 class AccessLogger(AbstractAccessLogger):
+    """Writes to the `hmt_stream.access` logger, whatever logger the server hands it."""
+
+    @property
+    def enabled(self) -> bool:
+        return log.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         from .transports.guard import PRINCIPAL
 
@@ -32,4 +38,4 @@ class AccessLogger(AbstractAccessLogger):
             "transport": transport_of(request),  # type: ignore[arg-type]
             "principal": principal.id if principal is not None else None,
         }
-        self.logger.info(json.dumps(record, separators=(",", ":")))
+        log.info(json.dumps(record, separators=(",", ":")))

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from hmt_stream import config
-from hmt_stream.app import build_translator
+from hmt_stream.app import build_translator, create_app
 from hmt_stream.engine.demo import build_demo_model
 from hmt_stream.engine.transformers import TransformersEngine
 from hmt_stream.translator import Translator
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +41,21 @@ def make_settings(demo_dir: Path, **overrides: Any) -> config.Settings:
 @pytest.fixture
 def settings(demo_dir: Path) -> config.Settings:
     return make_settings(demo_dir)
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, demo_dir: Path, engine: TransformersEngine) -> MakeClient:
+    async def make(**overrides: Any) -> TestClient[Any, Any]:
+        app = create_app(make_settings(demo_dir, **overrides), engine=engine)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        assert client.server.port is not None
+        return client
+    return make
+
+
+@pytest.fixture
+async def client(make_client: MakeClient) -> TestClient[Any, Any]:
+    return await make_client()
 
 
 @pytest.fixture

@@ -1,38 +1,18 @@
-"""The real app over the real TransformersEngine (demo model), served by pytest-aiohttp on loopback."""
+"""Helpers for the transport tests (the app fixtures `make_client` and `client` are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
-from hmt_stream.app import create_app
-from hmt_stream.engine.transformers import TransformersEngine
 from hmt_stream.keys import TRANSLATOR
 from hmt_stream.translator import Translator
 
-from ..conftest import make_settings
+from ..conftest import MakeClient
 
-MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-@pytest.fixture
-def make_client(aiohttp_client: Any, demo_dir: Path, engine: TransformersEngine) -> MakeClient:
-    async def make(**overrides: Any) -> TestClient[Any, Any]:
-        app = create_app(make_settings(demo_dir, **overrides), engine=engine)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
-        assert client.server.port is not None
-        return client
-    return make
-
-
-@pytest.fixture
-async def client(make_client: MakeClient) -> TestClient[Any, Any]:
-    return await make_client()
+__all__ = ["LONG", "MakeClient", "create", "parse_sse", "translator_of"]
 
 
 def translator_of(client: TestClient[Any, Any]) -> Translator:
