@@ -132,6 +132,7 @@ async def negotiate(request: web.Request) -> web.Response:
         "poll_timeout_s": t.poll_timeout_s,
         "max_chars": settings.generation.max_chars,
         "demo": bool(translator and translator.engine.demo),
+        "auth": settings.auth.enabled,
     })
 
 

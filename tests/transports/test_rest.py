@@ -78,6 +78,7 @@ async def test_languages_health_and_negotiate(make_client: MakeClient) -> None:
     negotiate = await (await client.get("/api/negotiate")).json()
     assert [t["name"] for t in negotiate["transports"]] == ["websocket", "sse", "poll"]
     assert negotiate["heartbeat_s"] == 15 and negotiate["poll_timeout_s"] == 20 and negotiate["demo"] is True
+    assert negotiate["auth"] is False
     limited = await make_client(transports__websocket=False, transports__sse=False)
     negotiate = await (await limited.get("/api/negotiate")).json()
     assert [t["name"] for t in negotiate["transports"]] == ["poll"]
