@@ -73,15 +73,14 @@ class Translator:
 
     def submit(self, request: TranslationRequest, *, principal: str = "anonymous",
                owner: str | None = None) -> TranslationSession:
-        """Start a session for request; raises HmtError (rate_limited, too_long, overloaded, shutting_down)
-        before any session exists."""
+        """Start a session for request; raises HmtError (shutting_down, too_long, rate_limited, overloaded)
+        before any session exists. Input that is refused does not count against the caller's rate."""
         if not self.accepting:
             raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
-        if self.limiter is not None:
-            self.limiter.hit(principal)
         key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, self.options)
         cached = self.cache.get(key)
         if cached is not None:
+            self._count(principal)
             session = TranslationSession(request, owner=owner)
             self.store.add(session)
             session.append("delta", text=cached)
@@ -92,6 +91,7 @@ class Translator:
         if tokens > self.max_input_tokens:
             raise HmtError(errors.TOO_LONG,
                            f"the text is {tokens} tokens with the prompt; the limit is {self.max_input_tokens}")
+        self._count(principal)
         session = TranslationSession(request, owner=owner)
         ticket = self.scheduler.admit(lambda position: session.append("queued", position=position))
         self.store.add(session)
@@ -102,6 +102,10 @@ class Translator:
         session.on_change(self._watch_readers)
         self._watch_readers(session)
         return session
+
+    def _count(self, principal: str) -> None:
+        if self.limiter is not None:
+            self.limiter.hit(principal)
 
     def _watch_readers(self, session: TranslationSession) -> None:
         """Cancel a session nobody reads any more, once the grace period has passed without a reader."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,7 @@ class TransformersEngine:
         self.model_id = model_id
         self.demo = demo
         self.device = str(getattr(model, "device", "cpu"))
+        self._prompt_ids = functools.lru_cache(maxsize=256)(self._encode)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hmt-generate")
         eos = model.generation_config.eos_token_id
         self._eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
@@ -141,10 +143,14 @@ class TransformersEngine:
             raise ModelLoadError(_explain(model_id, exc)) from exc
         return cls(model, tokenizer, model_id=model_id, demo=demo, workers=workers)
 
-    def prompt_ids(self, prompt: str) -> list[int]:
+    def prompt_ids(self, prompt: str) -> tuple[int, ...]:
+        # Cached: the translator counts a prompt's tokens (for the limit) just before generating it.
+        return self._prompt_ids(prompt)
+
+    def _encode(self, prompt: str) -> tuple[int, ...]:
         ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
                                                  add_generation_prompt=True, tokenize=True, return_dict=False)
-        return list(ids)
+        return tuple(ids)
 
     def prompt_tokens(self, prompt: str) -> int:
         return len(self.prompt_ids(prompt))
@@ -153,7 +159,7 @@ class TransformersEngine:
         ids = self.prompt_ids(prompt)
         return ThreadedGeneration(self._executor, lambda generation: self._produce(generation, ids, options))
 
-    def _produce(self, generation: ThreadedGeneration, ids: list[int], options: GenerationOptions) -> None:
+    def _produce(self, generation: ThreadedGeneration, ids: tuple[int, ...], options: GenerationOptions) -> None:
         import torch
         from transformers import StoppingCriteriaList
 
