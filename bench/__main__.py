@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": started,
         "load_after": report.load_average(),
         "quiet_wait_s": round(plan.waited_s, 1),
+        "retries": plan.retries,
         "targets": cpu.TARGETS,
         **results,
     }

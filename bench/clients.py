@@ -121,8 +121,15 @@ async def sse(http: aiohttp.ClientSession, base: str, text: str, stream: Stream)
     session = await create(http, base, text)
     async with http.get(f"{base}/api/sessions/{session}/events",
                         headers={"Accept": "text/event-stream"}) as response:
-        async for line in response.content:
-            if line.startswith(b"data:") and stream.absorb(line.decode(), time.monotonic_ns()):
+        # One event (id, event, data lines) or one `: ping` comment per read: they end with a blank line.
+        while True:
+            try:
+                block = await response.content.readuntil(b"\r\n\r\n")
+            except ValueError:  # the stream ended inside a block
+                break
+            if not block:
+                break
+            if b"data:" in block and stream.absorb(block.decode(), time.monotonic_ns()):
                 return
     stream.error = "stream ended before the terminal event"
 

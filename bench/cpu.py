@@ -47,8 +47,12 @@ class Plan:
     idle_connections: int = 1000
     cache_requests: int = 300
     ttft_requests: int = 20
-    quiet_budget_s: float = 90.0  # most time spent, in all, waiting for other processes to quieten down
+    quiet_budget_s: float = 60.0  # most time spent, in all, waiting for other processes to quieten down
     waited_s: float = 0.0
+    busy_retry_pct: float = 40.0  # a measurement during which others used more than this is taken again, once
+    budget_s: float = 540.0  # no retries once the whole run has taken this long (make bench: under 10 minutes)
+    began: float = field(default_factory=time.monotonic)
+    retries: int = 0
     log: Callable[[str], object] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
 
     @classmethod
@@ -56,7 +60,12 @@ class Plan:
         if not quick:
             return cls()
         return cls(quick=True, cost_streams=50, cost_window_s=3.0, steps=(100, 300), step_window_s=2.0,
-                   idle_connections=200, cache_requests=50, ttft_requests=5, quiet_budget_s=10.0)
+                   idle_connections=200, cache_requests=50, ttft_requests=5, quiet_budget_s=10.0, budget_s=120.0)
+
+    def may_retry(self, figures: dict[str, Any]) -> bool:
+        """Whether a measurement that other processes disturbed should be taken again (time allowing)."""
+        disturbed = (figures.get("others_cpu_pct") or 0.0) > self.busy_retry_pct
+        return disturbed and time.monotonic() - self.began < self.budget_s
 
 
 async def quiet(plan: Plan, *, below_pct: float = 25.0, longest_s: float = 15.0) -> float:
@@ -103,10 +112,18 @@ async def cost(plan: Plan) -> dict[str, Any]:
         for mode in ("direct", *TRANSPORTS):
             busy = await quiet(plan)
             plan.log(f"  cost: {mode}, {plan.cost_streams} streams (machine {busy:.0f} % busy before)")
-            text = f"cost {mode} {_run_id()} {{i}} " + script.directive()
-            modes[mode] = await load(server, http, mode, streams=plan.cost_streams, text=text, rate=RATE,
+            for attempt in (1, 2):
+                text = f"cost {mode} {_run_id()} {{i}} " + script.directive()
+                figures = await load(server, http, mode, streams=plan.cost_streams, text=text, rate=RATE,
                                      stagger_s=1.0, begin_s=lead, end_s=lead + plan.cost_window_s)
-            modes[mode]["machine_busy_before_pct"] = busy
+                figures["machine_busy_before_pct"] = busy
+                if mode not in modes or figures["others_cpu_pct"] < modes[mode]["others_cpu_pct"]:
+                    modes[mode] = figures
+                if attempt == 2 or not plan.may_retry(figures):
+                    break
+                plan.retries += 1
+                busy = await quiet(plan)
+                plan.log(f"  cost: {mode} again, others used {figures['others_cpu_pct']:.0f} % of the machine")
     base = modes["direct"]["server_cpu_us_per_token"]
     for mode in TRANSPORTS:
         spent = modes[mode]["server_cpu_us_per_token"]
@@ -137,11 +154,21 @@ async def concurrency(plan: Plan) -> dict[str, Any]:
                 lead = stagger + 1.0
                 script = _script(plan.step_window_s, lead)
                 plan.log(f"  concurrency: {transport}, {n} streams (machine {busy:.0f} % busy before)")
-                text = f"streams {transport} {_run_id()} {{i}} " + script.directive()
-                step = await load(server, http, transport, streams=n, text=text, rate=RATE, stagger_s=stagger,
-                                  begin_s=lead, end_s=lead + plan.step_window_s)
-                step["machine_busy_before_pct"] = busy
-                step["held"] = holds(step)
+                for attempt in (1, 2):
+                    text = f"streams {transport} {_run_id()} {{i}} " + script.directive()
+                    step = await load(server, http, transport, streams=n, text=text, rate=RATE, stagger_s=stagger,
+                                      begin_s=lead, end_s=lead + plan.step_window_s)
+                    step["machine_busy_before_pct"] = busy
+                    step["held"] = holds(step)
+                    step["attempt"] = attempt
+                    # A step that failed while others loaded the machine is taken again once, on a quieter one.
+                    if step["held"] or attempt == 2 or not plan.may_retry(step):
+                        break
+                    plan.retries += 1
+                    await asyncio.sleep(1.0)
+                    busy = await quiet(plan)
+                    plan.log(f"  concurrency: {transport}, {n} streams again, others used "
+                             f"{step['others_cpu_pct']:.0f} % of the machine")
                 steps.append(step)
                 if not step["held"]:
                     break

@@ -434,7 +434,7 @@ async def bench_mode(mode: str, args: argparse.Namespace, config: Any, tokenizer
     out["bound_tokens_per_s"] = round(bandwidth / out["weight_bytes"], 1)
     engine = TransformersEngine(model, tokenizer, model_id="random-weights", demo=True, workers=1)
     request = request_of(engine, args.prompt_tokens, "p")
-    ids = engine.prompt_ids(build_prompt(request.text, request.source, request.target))
+    ids = list(engine.prompt_ids(build_prompt(request.text, request.source, request.target)))
     out["prompt_tokens"] = len(ids)
     with _step(f"{mode}: batch-1 decode"):
         out["decode"] = decode_variants(model, ids, device=args.device, new_tokens=args.new_tokens,
@@ -530,7 +530,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--streams", default=None, help="concurrent streams, comma-separated (default 8,32,64)")
     parser.add_argument("--prompt-tokens", type=int, default=100)
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per generation (default 128)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 10)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5)")
     parser.add_argument("--warm", type=int, default=None, help="untimed runs first (default 2)")
     parser.add_argument("--json", type=Path, default=None, help="where to write the figures as JSON")
     parser.add_argument("--write", action="store_true",
@@ -547,7 +547,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tiny = args.tiny
     args.streams = [int(n) for n in (args.streams or ("3" if tiny else "8,32,64")).split(",")]
     args.new_tokens = args.new_tokens or (8 if tiny else 128)
-    args.repeats = args.repeats or (2 if tiny else 10)
+    args.repeats = args.repeats or (2 if tiny else 5)
     args.warm = args.warm if args.warm is not None else (1 if tiny else 2)
     if tiny:
         args.prompt_tokens = min(args.prompt_tokens, 40)

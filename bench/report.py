@@ -121,7 +121,7 @@ TRANSPORT_NAMES = {"direct": "direct (no transport)", "websocket": "WebSocket", 
 
 def render(data: dict[str, Any]) -> str:
     parts = [_header(data), _summary(data), _machine(data), _method(), _cost(data), _concurrency(data),
-             _cache(data), _ttft(data), _gpu(data.get("gpu"))]
+             _cache(data), _ttft(data), _reading(), _gpu(data.get("gpu"))]
     return "\n".join(part for part in parts if part)
 
 
@@ -330,6 +330,24 @@ def _ttft(data: dict[str, Any]) -> str:
             + _table(["mode", "requests", "request → first delta p50 / p99 (ms)",
                       "engine: generate() → first delta p50 / p99 (ms)", "request → engine p50 (ms)",
                       "engine → client p50 (ms)"], rows))
+
+
+def _reading() -> str:
+    return """## Reading the figures
+
+- **Long-poll** asks once per event: at 20 tokens/s that is one HTTP request per token (parsing, routing,
+  middlewares, the access-log line, a JSON answer), so its cost per token is the cost of a request. It is the
+  fallback for networks that break streaming; under load it batches by itself (a late poll brings several events).
+- **Two shared cores.** The load generator runs beside the server and needs CPU per token too; when its CPU
+  column nears 100 % it, not the server, is the limit, and the concurrency figure is a lower bound. Other
+  people's work on the machine shows in the "others' CPU %" columns: figures measured while it was high are
+  pessimistic, latencies (p99 above all) most of all.
+- **Token size.** A scripted token is `[t=<monotonic ns>]x`, about 20 bytes, several times a real token's text;
+  the `done` event repeats the whole text. Real traffic writes fewer bytes per token.
+- **The engine.** The ScriptedEngine runs on the event loop (a timer per token); the real engine hands each token
+  over from a worker thread (`call_soon_threadsafe`) and holds the GIL while it decodes, which costs the loop more.
+  The direct baseline carries the engine's share, so *added over direct* is the transport's own cost.
+"""
 
 
 def _gpu(gpu: dict[str, Any] | None) -> str:
