@@ -360,12 +360,23 @@ class SseTransport {
     url.searchParams.set("after", String(translation.lastSeq));
     await new Promise((resolve, reject) => {
       const source = new EventSource(url.toString());
+      // A running session writes often; the server's `: ping` lines are invisible to EventSource, so silence
+      // this long while generating means a proxy holds the stream back: long-poll takes over from the last seq.
+      const stallMs = 2 * this.client.heartbeatS * 1000 + 1000;
+      let lastEventAt = Date.now();
+      const watchdog = setInterval(() => {
+        if (translation.state === "running" && Date.now() - lastEventAt > stallMs) {
+          stop(new TransportError("no events on the SSE stream (buffering proxy?)"));
+        }
+      }, 1000);
       const stop = (error) => {
+        clearInterval(watchdog);
         source.close();
         if (error) reject(error);
         else resolve();
       };
       const onEvent = (message) => {
+        lastEventAt = Date.now();
         let event;
         try {
           event = JSON.parse(message.data);

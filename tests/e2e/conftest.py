@@ -38,18 +38,19 @@ Serve = Callable[..., LiveServer]
 
 # For tests that need a long stream: with greedy decoding the demo model (random weights; its output is not a
 # translation) writes the same text on every run and no randomly drawn end-of-text token cuts it short. It stays
-# silent for its first ~190 tokens, then writes about 1,300 characters in the remaining ~600.
-LONG = {"generation__max_new_tokens": 800, "generation__temperature": 0.0}
+# silent for its first ~190 tokens, then writes about 600 characters in the remaining ~300.
+LONG = {"generation__max_new_tokens": 500, "generation__temperature": 0.0}
 
 
 @pytest.fixture
 def serve(demo_dir: Path, engine: TransformersEngine) -> Iterator[Serve]:
-    """serve(**overrides) starts the app with make_settings overrides (`transports__websocket=False`, …)."""
+    """serve(**overrides) starts the app with make_settings overrides (`transports__websocket=False`, …);
+    serve(silent_websocket=True) makes /ws accept the upgrade and then say nothing."""
     servers: list[LiveServer] = []
 
-    def start(**overrides: Any) -> LiveServer:
+    def start(*, silent_websocket: bool = False, **overrides: Any) -> LiveServer:
         settings = make_settings(demo_dir, **overrides)
-        server = LiveServer(create_app(settings, engine=engine)).start()
+        server = LiveServer(create_app(settings, engine=engine), silent_websocket=silent_websocket).start()
         servers.append(server)
         return server
 
@@ -59,14 +60,16 @@ def serve(demo_dir: Path, engine: TransformersEngine) -> Iterator[Serve]:
 
 
 class Pages:
-    """open(url) gives a page in a fresh browser context (own storage, clipboard allowed) once the app is ready."""
+    """open(url) gives a page in a fresh browser context (own storage, clipboard allowed) once the app is ready;
+    setup(page) runs before the page loads."""
 
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
         self.errors: list[str] = []
         self._contexts: list[Any] = []
 
-    def open(self, url: str, *, width: int = 1200, height: int = 900, color_scheme: str = "light") -> Page:
+    def open(self, url: str, *, width: int = 1200, height: int = 900, color_scheme: str = "light",
+             setup: Callable[[Page], None] | None = None) -> Page:
         context = self.browser.new_context(viewport={"width": width, "height": height},
                                            permissions=["clipboard-read", "clipboard-write"],
                                            color_scheme=color_scheme)  # type: ignore[arg-type]
@@ -75,6 +78,8 @@ class Pages:
         page = context.new_page()
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        if setup is not None:
+            setup(page)  # routes and init scripts, before the page loads
         page.goto(url)
         page.wait_for_selector("body[data-ready='true']")
         return page

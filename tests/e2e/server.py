@@ -18,11 +18,14 @@ class LiveServer:
     """`server = LiveServer(create_app(settings, engine=engine)); server.start()`; then a browser opens server.url.
 
     A test-side middleware remembers the TCP transport of every /ws request, so that a test can kill open
-    WebSockets from the server side (kill_websockets) without any hook in the application itself.
+    WebSockets from the server side (kill_websockets) without any hook in the application itself. With
+    silent_websocket, that middleware answers /ws itself: the upgrade succeeds and then nothing ever comes, as
+    behind a proxy that accepts WebSockets but holds their frames.
     """
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, *, silent_websocket: bool = False) -> None:
         self.app = app
+        self.silent_websocket = silent_websocket
         self.port = 0
         self._websockets: list[asyncio.BaseTransport] = []
         self._loop = asyncio.new_event_loop()
@@ -39,6 +42,12 @@ class LiveServer:
                                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if request.path == "/ws" and request.transport is not None:
             self._websockets.append(request.transport)
+            if self.silent_websocket:
+                ws = web.WebSocketResponse()
+                await ws.prepare(request)
+                async for _ in ws:  # read until the client gives up; never say hello
+                    pass
+                return ws
         return await handler(request)
 
     def start(self) -> LiveServer:
@@ -48,7 +57,7 @@ class LiveServer:
 
     async def _start(self) -> int:
         # A short shutdown_timeout: open streams (SSE probes, sockets) must not hold a test's teardown for 60 s.
-        self._runner = web.AppRunner(self.app, shutdown_timeout=2.0)
+        self._runner = web.AppRunner(self.app, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -51,6 +51,12 @@ def test_translate_over_websocket_history_copy_and_share(serve: Serve, pages: Pa
     page.wait_for_function("document.getElementById('copy').textContent === 'Copied'")
     assert page.evaluate("navigator.clipboard.readText()") == session["text"]
 
+    # Read aloud speaks the output in the target language (speechSynthesis itself is stubbed: no audio here).
+    page.evaluate("""() => { window.__spoken = [];
+        speechSynthesis.speak = (u) => window.__spoken.push({text: u.text, lang: u.lang}); }""")
+    page.click("#speak")
+    assert page.evaluate("window.__spoken") == [{"text": session["text"], "lang": "fr"}]
+
     # The shareable URL is in the address bar and restores the form in a fresh tab.
     query = parse_qs(urlsplit(page.url).query)
     assert query == {"source": ["en"], "target": ["fr"], "q": [TEXT]}

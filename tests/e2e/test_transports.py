@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page, WebSocketRoute
 
 from tests.nginx import Nginx
 
@@ -45,6 +46,60 @@ def test_switched_off_transports_are_skipped(serve: Serve, pages: Pages, overrid
     translate(page, "Which way does this go?", "en", "es")
     finished_like_the_server(page, server)
     assert page.evaluate("window.hmt.translation.transport") == expected
+    assert pages.errors == []
+
+
+def test_a_websocket_that_opens_but_stays_silent_counts_as_failed(serve: Serve, pages: Pages) -> None:
+    server = serve(silent_websocket=True)
+    page = pages.open(server.url)
+    assert transport(page) == "sse"
+    translate(page, "Say something.", "en", "it")
+    finished_like_the_server(page, server)
+    assert pages.errors == []
+
+
+def test_a_websocket_that_goes_silent_mid_translation_is_given_up(serve: Serve, pages: Pages) -> None:
+    # Playwright sits on the page's WebSocket and, once told to, stops passing the server's frames: the socket
+    # stays open, but neither events nor heartbeats arrive. After 2 × heartbeat_s the page gives up on it.
+    server = serve(transports__heartbeat_s=1.0, **LONG)
+    frozen: list[bool] = []
+
+    def hold_frames(page: Page) -> None:
+        def route(ws: WebSocketRoute) -> None:
+            upstream = ws.connect_to_server()
+            upstream.on_message(lambda message: None if frozen else ws.send(message))
+        page.route_web_socket("**/ws", route)
+
+    page = pages.open(server.url, setup=hold_frames)
+    assert transport(page) == "websocket"
+    translate(page, "Hold on to this.", "en", "ko")
+    wait_output(page, 30)
+    session = session_id(page)
+    frozen.append(True)
+    done = finished_like_the_server(page, server)
+    assert session_id(page) == session == done["session"]
+    assert page.evaluate("window.hmt.translation.transport") == "sse"
+    assert pages.errors == []
+
+
+def test_the_tab_remembers_failures_and_retries_a_better_transport_later(serve: Serve, pages: Pages) -> None:
+    server = serve()
+    page = pages.open(server.url)
+    assert transport(page) == "websocket"
+    # WebSocket failed a moment ago in this tab: a reload starts below it, without trying it again.
+    page.evaluate("""sessionStorage.setItem('hmt-stream.transports',
+                     JSON.stringify({failedAt: {websocket: Date.now()}}))""")
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    assert transport(page) == "sse"
+    translate(page, "Remember me.", "en", "pt")
+    finished_like_the_server(page, server)
+    # Long enough ago: the better transport gets another chance.
+    page.evaluate("""sessionStorage.setItem('hmt-stream.transports',
+                     JSON.stringify({failedAt: {websocket: Date.now() - 10 * 60 * 1000}}))""")
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    assert transport(page) == "websocket"
     assert pages.errors == []
 
 
