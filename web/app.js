@@ -16,6 +16,7 @@ const ui = {
   share: $("share"), translate: $("translate"), stop: $("stop"), status: $("status"),
   statusText: $("status-text"), history: $("history"), historyEmpty: $("history-empty"),
   clearHistory: $("clear-history"), transport: $("transport"), model: $("model"), banner: $("demo-banner"),
+  signin: $("signin"), apiKey: $("api-key"),
 };
 
 const client = new HmtClient();
@@ -228,6 +229,7 @@ function translate() {
     setOutputTools(Boolean(translation.text));
   }));
   translation.addEventListener("error", mine((event) => {
+    if (event.code === "unauthorized") askForKey();
     setStatus("error", `Error: ${event.message || event.code}`);
     setRunning(false);
     setOutputTools(Boolean(translation.text));
@@ -355,6 +357,49 @@ function restoreHistory(item) {
   ui.input.focus();
 }
 
+// -- sign-in (only when the server has auth on) --------------------------------------------------------------------
+
+function askForKey() {
+  ui.signin.hidden = false;
+  ui.apiKey.focus();
+}
+
+async function connect() {
+  try {
+    await client.connect();
+    maxChars = client.info.max_chars || maxChars;
+    updateCounter();
+    showTransport(client.transportName);
+    if (!current) setStatus("idle", "Ready");
+  } catch (error) {
+    showTransport(null);
+    if (error.code === "unauthorized") {
+      askForKey();
+      setStatus("error", "Sign in with an API key to translate.");
+    } else if (!current) {
+      setStatus("error", `Cannot connect: ${error.message}`);
+    }
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const key = ui.apiKey.value.trim();
+  if (!key) return;
+  setStatus("connecting", "Signing in…");
+  try {
+    await client.signIn(key);
+  } catch (error) {
+    setStatus("error", `Sign-in failed: ${error.message}`);
+    ui.apiKey.select();
+    return;
+  }
+  ui.apiKey.value = "";
+  ui.signin.hidden = true;
+  await connect();
+  ui.input.focus();
+}
+
 // -- wiring -------------------------------------------------------------------------------------------------------
 
 function showTransport(name) {
@@ -392,6 +437,8 @@ function wire() {
     renderHistory();
   });
   client.addEventListener("transport", (event) => showTransport(event.detail.name));
+  client.addEventListener("signedout", askForKey);
+  ui.signin.addEventListener("submit", signIn);
   window.addEventListener("pagehide", () => client.close());
 }
 
@@ -418,16 +465,7 @@ async function start() {
     document.body.classList.toggle("demo", Boolean(health.demo));
     ui.model.textContent = health.demo ? "demo model" : `model: ${health.model}`;
   }).catch(() => {});
-  try {
-    await client.connect();
-    maxChars = client.info.max_chars || maxChars;
-    updateCounter();
-    showTransport(client.transportName);
-    if (!current) setStatus("idle", "Ready");
-  } catch (error) {
-    showTransport(null);
-    if (!current) setStatus("error", `Cannot connect: ${error.message}`);
-  }
+  await connect();
   document.body.dataset.ready = "true";
 }
 

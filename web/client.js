@@ -464,7 +464,8 @@ class PollTransport {
 const TRANSPORTS = { websocket: WebSocketTransport, sse: SseTransport, poll: PollTransport };
 
 /**
- * The client. Events (CustomEvent): `transport` ({name, previous}) when the active transport changes.
+ * The client. Events (CustomEvent): `transport` ({name, previous}) when the active transport changes;
+ * `signedout` when the server's auth token could not be renewed (call signIn(key) again).
  *
  *   const client = new HmtClient();
  *   await client.connect();                       // optional: negotiate and open the best transport now
@@ -485,8 +486,10 @@ export class HmtClient extends EventTarget {
     this.heartbeatS = 15;
     this.pollTimeoutS = 20;
     this.transport = null;
+    this.signedIn = false;
     this._transports = new Map();
     this._connecting = null;
+    this._renewal = null;
   }
 
   /** GET /api/negotiate: the enabled transports, best first, and the server's limits. */
@@ -497,6 +500,32 @@ export class HmtClient extends EventTarget {
     this.heartbeatS = this.info.heartbeat_s || this.heartbeatS;
     this.pollTimeoutS = this.info.poll_timeout_s || this.pollTimeoutS;
     return this.info;
+  }
+
+  /**
+   * With auth on: trade an API key for the server's short-lived browser token, an HttpOnly cookie that fetch,
+   * EventSource and WebSocket all send by themselves. Without a key, renews the token the cookie already holds.
+   */
+  async signIn(key = null) {
+    const headers = key ? { Authorization: `Bearer ${key}` } : {};
+    let response;
+    try {
+      response = await fetch(absolute("/api/token", this.base), { method: "POST", headers, cache: "no-store" });
+    } catch (error) {
+      throw new TransportError(`cannot reach the server: ${error.message}`);
+    }
+    if (!response.ok) throw await httpError(response, "sign-in");
+    const { expires_in: expiresIn } = await response.json();
+    this.signedIn = true;
+    clearTimeout(this._renewal);
+    // Renew at half the lifetime, so that a token never expires under a running translation.
+    this._renewal = setTimeout(() => {
+      this.signIn().catch(() => {
+        this.signedIn = false;
+        this.dispatchEvent(new CustomEvent("signedout"));
+      });
+    }, Math.max(5, (expiresIn || 600) / 2) * 1000);
+    return expiresIn;
   }
 
   get transportName() {
@@ -568,6 +597,17 @@ export class HmtClient extends EventTarget {
     for (let failures = 0; ; failures++) {
       try {
         if (!this.info || failures > 0) await this.negotiate();
+        if (this.info.auth && !this.signedIn) {
+          // A token cookie from an earlier visit may still be good; otherwise the page must ask for a key.
+          try {
+            await this.signIn();
+          } catch (error) {
+            if (error.code === "unauthorized") {
+              throw new TransportError("this server needs an API key", { fatal: true, code: "unauthorized" });
+            }
+            throw error;
+          }
+        }
         const specs = this._specs();
         if (!specs.length) throw new TransportError("the server offers no transport", { fatal: true });
         for (let i = this._startIndex(specs); i < specs.length; i++) {
@@ -704,6 +744,7 @@ export class HmtClient extends EventTarget {
   }
 
   close() {
+    clearTimeout(this._renewal);
     for (const transport of this._transports.values()) transport.close();
     this.transport = null;
   }

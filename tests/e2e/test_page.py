@@ -168,3 +168,35 @@ def test_narrow_screen_and_dark_mode(serve: Serve, pages: Pages, shot) -> None:
     shot(page, "narrow-dark")
     page.emulate_media(color_scheme="light")
     shot(page, "narrow")
+
+
+def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, shot) -> None:
+    server = serve(auth__enabled=True, auth__api_keys=("e2e-key",))
+    page = pages.open(server.url)
+    assert page.is_visible("#signin")
+    assert transport(page) == ""
+    assert status(page) == "error"
+    shot(page, "sign-in")
+
+    page.fill("#api-key", "wrong-key")
+    page.click("#signin button[type=submit]")
+    page.wait_for_function("document.getElementById('status-text').textContent.startsWith('Sign-in failed')")
+    assert page.is_visible("#signin")
+
+    page.fill("#api-key", "e2e-key")
+    page.click("#signin button[type=submit]")
+    page.wait_for_selector("#signin", state="hidden")
+    page.wait_for_function("document.getElementById('transport').dataset.transport === 'websocket'")
+    assert page.input_value("#api-key") == ""
+    translate(page, "Only for members.", "en", "fr")
+    assert wait_finished(page) == "done"
+    assert output(page) != ""
+
+    # The token is a cookie: a reload is still signed in, and the key was never stored by the page.
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    assert not page.is_visible("#signin")
+    assert transport(page) == "websocket"
+    stored = page.evaluate("JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})")
+    assert "e2e-key" not in stored
+    assert pages.errors == []
