@@ -213,7 +213,8 @@ function translate() {
     render(translation.text);
   }));
   translation.addEventListener("reconnecting", mine(({ from }) => {
-    setStatus("running", `Connection over ${TRANSPORT_LABELS[from] || from} lost — resuming…`);
+    // "connecting" until the next event: the first delta on the new transport puts "Translating…" back.
+    setStatus("connecting", `Connection over ${TRANSPORT_LABELS[from] || from} lost — resuming…`);
   }));
   translation.addEventListener("done", mine((event) => {
     render(translation.text);

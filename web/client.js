@@ -180,6 +180,7 @@ class WebSocketTransport {
       }
       this.socket = socket;
       const timer = setTimeout(() => {
+        this.socket = null; // a hello that comes later is ignored: this socket was given up on
         socket.close();
         reject(new TransportError("no hello on the WebSocket"));
       }, this.client.helloTimeoutMs);
@@ -289,6 +290,10 @@ class WebSocketTransport {
 
   run(translation) {
     return new Promise((resolve, reject) => {
+      if (!this.alive) {
+        reject(new TransportError("WebSocket is not open"));
+        return;
+      }
       const sub = { translation, resolve, reject, session: translation.session };
       if (translation.session) {
         this.bySession.set(translation.session, sub);
@@ -712,9 +717,20 @@ export class HmtClient extends EventTarget {
   }
 
   _cancelOn(translation) {
+    // Over the live transport when there is one (a WS cancel frame), else DELETE; the `cancelled` event then
+    // comes through the stream like any other.
     const transport = this.transport;
-    const attempt = transport && transport.alive ? transport.cancel(translation) : this._deleteSession(translation);
-    Promise.resolve(attempt).catch(() => this._deleteSession(translation).catch(() => {}));
+    (async () => {
+      try {
+        if (transport && transport.alive) {
+          await transport.cancel(translation);
+          return;
+        }
+      } catch {
+        // fall back to DELETE
+      }
+      await this._deleteSession(translation);
+    })().catch(() => {});
   }
 
   // -- REST helpers shared by SSE and long-poll -----------------------------------------------------------------
