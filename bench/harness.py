@@ -36,8 +36,10 @@ class Server:
         self.base = ""
 
     async def __aenter__(self) -> Server:
+        # A session of its own: where the kernel shares CPU between sessions (autogroup), the server then gets
+        # its own share instead of splitting one with the load generator, as it would on a machine of its own.
         self.popen = subprocess.Popen(self.args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=self.log)
+                                      stderr=self.log, start_new_session=True)
         assert self.popen.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(self.popen.stdout.readline), 120)
         if not line.startswith(b"READY "):
