@@ -75,9 +75,13 @@ class Server:
 
     def cpu(self) -> float:
         """CPU seconds (user + system, every thread) the server has used so far."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds the server has used so far."""
         assert self.process is not None
         times = self.process.cpu_times()
-        return float(times.user + times.system)
+        return float(times.user), float(times.system)
 
     def rss(self) -> int:
         assert self.process is not None
@@ -96,13 +100,15 @@ class Snapshot:
     server_cpu: float
     client_cpu: float
     machine_cpu: float  # CPU seconds of the whole machine (every process), to show what others used
+    server_system: float = 0.0  # the kernel's part of server_cpu (sockets: on loopback, both ends of TCP)
 
     @classmethod
     def take(cls, server: Server) -> Snapshot:
         machine = psutil.cpu_times()
         busy = machine.user + machine.system + machine.nice + getattr(machine, "irq", 0) + getattr(
             machine, "softirq", 0)
-        return cls(time.monotonic_ns(), server.cpu(), time.process_time(), busy)
+        user, system = server.cpu_split()
+        return cls(time.monotonic_ns(), user + system, time.process_time(), busy, system)
 
 
 async def window(server: Server, begin_s: float, end_s: float) -> tuple[Snapshot, Snapshot]:
@@ -143,6 +149,7 @@ def window_figures(streams: Sequence[Stream], a: Snapshot, b: Snapshot, *, rate:
         "active_streams": active,
         "server_cpu_us_per_token": round(server_cpu / tokens * 1e6, 2) if tokens else None,
         "server_cpu_pct": round(server_cpu / seconds * 100, 1),
+        "server_system_share": round((b.server_system - a.server_system) / server_cpu, 2) if server_cpu else None,
         "client_cpu_pct": round(client_cpu / seconds * 100, 1),
         "others_cpu_pct": round(max(0.0, machine_cpu - server_cpu - client_cpu) / seconds * 100, 1),
         "latency_ms": summary(latencies, 1e-6),

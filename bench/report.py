@@ -261,7 +261,9 @@ def _cost(data: dict[str, Any]) -> str:
     rows = []
     for mode, row in cost["modes"].items():
         lat, gap = row.get("latency_ms", {}), row.get("gap_ms", {})
+        share = row.get("server_system_share")
         rows.append([TRANSPORT_NAMES[mode], _n(row.get("server_cpu_us_per_token")),
+                     "–" if share is None else f"{share:.0%}",
                      _n(row.get("cpu_us_per_token_added")) if mode != "direct" else "–",
                      _n(row.get("streams_per_core")),
                      f"{_n(lat.get('p50'), 2)} / {_n(lat.get('p90'), 2)} / {_n(lat.get('p99'), 2)} / "
@@ -270,7 +272,8 @@ def _cost(data: dict[str, Any]) -> str:
                      row.get("errors", 0)])
     return (f"## 1. Server cost per token\n\n{cost['streams']} streams × {_n(cost['rate'], 0)} tokens/s, "
             f"{cost['window_s']} s window, one mode after the other on one server.\n\n"
-            + _table(["mode", "server CPU µs/token", "added over direct", "streams per core (estimate)",
+            + _table(["mode", "server CPU µs/token", "of it in the kernel", "added over direct",
+                      "streams per core (estimate)",
                       "latency p50 / p90 / p99 / max (ms)",
                       "gap p99 (ms)", "tokens in window", "server CPU %", "client CPU %", "others' CPU %",
                       "errors"], rows))
@@ -358,6 +361,10 @@ def _reading() -> str:
   column nears 100 % it, not the server, is the limit, and the concurrency figure is a lower bound. Other
   people's work on the machine shows in the "others' CPU %" columns: figures measured while it was high are
   pessimistic, latencies (p99 above all) most of all.
+- **Loopback.** Over 127.0.0.1 the kernel runs the receiving end of TCP inside the sender's `send()`, so the
+  server's system time (the "in the kernel" column) includes work a real network card and the client's machine
+  would do. Each token is one `send()` on every transport: tokens of one stream are 50 ms apart, so there is
+  nothing to coalesce.
 - **Token size.** A scripted token is `[t=<monotonic ns>]x`, about 20 bytes, several times a real token's text;
   the `done` event repeats the whole text. Real traffic writes fewer bytes per token.
 - **The engine.** The ScriptedEngine runs on the event loop (a timer per token); the real engine hands each token
