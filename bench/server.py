@@ -48,6 +48,7 @@ BASE_SETTINGS: dict[str, Any] = {
     "session.retention_s": 30.0,
     "model.warmup": False,
     "limits.rate": "1000000/second",
+    "auth.enabled": False,
 }
 
 
