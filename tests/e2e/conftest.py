@@ -23,7 +23,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 SCREENSHOTS = Path(os.environ.get("HMT_E2E_SCREENSHOTS", Path(__file__).parent / "screenshots"))
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open it holds the main thread's running event loop,
+# and the async tests that follow in the same run could not start theirs.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: run `make test-deps` (as root it installs it) or "
