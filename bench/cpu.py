@@ -285,12 +285,13 @@ async def ttft(plan: Plan) -> dict[str, Any]:
                                           f"req-{marker} Good morning, how are you today? The weather is fine.")
             async with http.get(f"{server.base}/bench/engine-times") as response:
                 engine_times = await response.json()
-            client, engine, before, after = [], [], [], []
+            client, engine, before, after, tokens = [], [], [], [], []
             for marker, stream in runs.items():
                 times = engine_times.get(marker)
                 if stream.first is None or not times or len(times) < 2:
                     continue  # the random model ended before any text (it happens): nothing to time
                 called, first = times[0], times[1]
+                tokens.append(times[2] if len(times) > 2 else 0)
                 client.append(stream.first - stream.start)
                 engine.append(first - called)
                 before.append(called - stream.start)
@@ -299,6 +300,7 @@ async def ttft(plan: Plan) -> dict[str, Any]:
                          "engine_first_delta_ms": summary(engine, 1e-6),
                          "request_to_engine_ms": summary(before, 1e-6),
                          "engine_to_client_ms": summary(after, 1e-6),
+                         "tokens_before_first_delta": summary(tokens),
                          "without_text": len(runs) - len(client), "machine_busy_before_pct": busy}
         await ws.close()
     return out

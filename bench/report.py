@@ -341,14 +341,17 @@ def _ttft(data: dict[str, Any]) -> str:
         rows.append([TRANSPORT_NAMES[mode], _n(client.get("n")),
                      f"{_n(client.get('p50'), 2)} / {_n(client.get('p99'), 2)}",
                      f"{_n(engine.get('p50'), 2)} / {_n(engine.get('p99'), 2)}",
-                     _n(row["request_to_engine_ms"].get("p50"), 2), _n(row["engine_to_client_ms"].get("p50"), 2)])
+                     _n(row["request_to_engine_ms"].get("p50"), 2), _n(row["engine_to_client_ms"].get("p50"), 2),
+                     _n(_get(row, "tokens_before_first_delta", "p50"), 0)])
     return ("## 4. Time to first output (demo model)\n\nThe engine's first delta comes after its first *token* "
             "by at least one decode step: the incremental decoder holds the last character back until the next "
-            "token shows it is complete. With the tiny demo model a decode step is about a millisecond; with "
-            "Hunyuan-MT-7B it is the GPU's step time.\n\n"
+            "token shows it is complete, and a random model's first tokens are often special ones that decode to "
+            "nothing (the last column counts the tokens made by then). With the tiny demo model a decode step "
+            "takes a millisecond or two on this CPU; with Hunyuan-MT-7B it is the GPU's step time. Components "
+            "are medians of their own, so they need not add up.\n\n"
             + _table(["mode", "requests", "request → first delta p50 / p99 (ms)",
                       "engine: generate() → first delta p50 / p99 (ms)", "request → engine p50 (ms)",
-                      "engine → client p50 (ms)"], rows))
+                      "engine → client p50 (ms)", "tokens made by the first delta, p50"], rows))
 
 
 def _reading() -> str:

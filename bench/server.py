@@ -81,7 +81,8 @@ class TimedGeneration:
         first = True
         async for text in self._inner:
             if first:
-                self._times.append(time.monotonic_ns())
+                # When, and after how many tokens: the decoder holds text back until a character is complete.
+                self._times += [time.monotonic_ns(), self._inner.tokens]
                 first = False
             yield text
 
@@ -93,8 +94,8 @@ class TimedGeneration:
 
 
 class TimedEngine:
-    """Wraps an engine; notes, per request marker (`req-<id>` in the text), when generate() was called and when
-    the first delta left the generation."""
+    """Wraps an engine; notes, per request marker (`req-<id>` in the text), when generate() was called, when the
+    first delta left the generation and how many tokens it had made by then."""
 
     def __init__(self, inner: Engine) -> None:
         self._inner = inner
