@@ -128,6 +128,11 @@ def test_stop_cancels_on_the_server(serve: Serve, pages: Pages, shot) -> None:
     wait_output(page, 40)
     assert status(page) == "running"
     shot(page, "streaming")
+    # One generation at a time (scheduler.max_concurrent = 1): a second tab waits its turn, and says so.
+    other = pages.open(server.url)
+    translate(other, "Me next, please.", "en", "es")
+    other.wait_for_function("document.getElementById('status-text').textContent === 'Queued #1'")
+    assert status(other) == "queued"
     page.click("#stop")
     assert wait_finished(page) == "cancelled"
     assert text(page, "#status-text") == "Stopped"
@@ -139,6 +144,10 @@ def test_stop_cancels_on_the_server(serve: Serve, pages: Pages, shot) -> None:
     assert output(page) == stopped
     assert server.get_json(f"/api/sessions/{session_id(page)}")["text"] == stopped
     assert page.is_disabled("#stop")
+    # The slot is free: the second tab starts, and stops too.
+    wait_output(other, 1)
+    other.click("#stop")
+    assert wait_finished(other) == "cancelled"
     assert pages.errors == []
 
 
