@@ -41,9 +41,15 @@ http {{
 _WEBSOCKET = """            proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection "upgrade";"""
 
-# A proxy that buffers whole responses and ignores the app's X-Accel-Buffering: no.
+# A proxy that buffers responses and ignores the app's X-Accel-Buffering: no. (nginx 1.22 still passes each chunk
+# of a stream to a fast client as soon as it has read it, so SSE gets through this one.)
 _BUFFER_SSE = """            proxy_buffering on;
             proxy_ignore_headers X-Accel-Buffering;"""
+
+# A proxy that compresses streams (ignoring Cache-Control: no-transform): gzip holds the events until its buffer
+# fills or the response ends. This is the proxy that stops SSE and must push clients down to long-poll.
+_COMPRESS_SSE = """            gzip on;
+            gzip_types text/event-stream;"""
 
 
 def free_port() -> int:
@@ -56,14 +62,15 @@ class Nginx:
     """`with Nginx(tmp_path, upstream_port) as proxy:` then talk to proxy.url."""
 
     def __init__(self, directory: Path, upstream_port: int, *, websocket: bool = False,
-                 buffer_sse: bool = False) -> None:
+                 buffer_sse: bool = False, compress_sse: bool = False) -> None:
         if not Path(NGINX).exists():
             raise RuntimeError("nginx is not installed: run `make test` (as root it installs it) or "
                                "`sudo apt-get install nginx-light`")
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        extra = "\n".join(part for part, on in ((_WEBSOCKET, websocket), (_BUFFER_SSE, buffer_sse)) if on)
+        extra = "\n".join(part for part, on in ((_WEBSOCKET, websocket), (_BUFFER_SSE, buffer_sse),
+                                                (_COMPRESS_SSE, compress_sse)) if on)
         self.conf = directory / "nginx.conf"
         self.conf.write_text(_CONF.format(dir=directory, port=self.port, upstream=upstream_port, extra=extra))
         self._process: subprocess.Popen[bytes] | None = None

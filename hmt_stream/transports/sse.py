@@ -24,8 +24,10 @@ class _Response(EventSourceResponse):
 
 log = logging.getLogger(__name__)
 
-# How long the negotiation probe stays open after its hello, if the client does not close it first.
-PROBE_LIFETIME_S = 30.0
+# How long the negotiation probe stays open after its hello, if the client does not close it first. Longer than a
+# client waits for the hello (a buffering proxy would pass the hello at the end of the response, too late), short
+# enough that an abandoned probe does not hold a handler for long.
+PROBE_LIFETIME_S = 10.0
 
 
 def resume_point(request: web.Request) -> int:

@@ -104,20 +104,16 @@ def test_the_tab_remembers_failures_and_retries_a_better_transport_later(serve: 
 
 
 # nginx 1.22 with `proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;` (tests/nginx.py's buffer_sse) still
-# hands each chunk of a stream to a fast client as soon as it has read it: SSE gets through, late but whole. What
-# really holds a stream back is a proxy that compresses it: gzip keeps the events until its buffer fills or the
+# hands each chunk of a stream to a fast client as soon as it has read it: SSE gets through. What really holds a
+# stream back is a proxy that compresses it (compress_sse): gzip keeps the events until its buffer fills or the
 # response ends. That is the proxy that must push the page down to long-poll.
-_GZIP_SSE = "proxy_ignore_headers X-Accel-Buffering;\n            gzip on; gzip_types text/event-stream;"
 
 
 @pytest.mark.parametrize(("gzip", "expected"), [(False, "sse"), (True, "poll")], ids=["proxy-buffering", "gzip"])
 def test_behind_a_buffering_proxy_the_page_still_streams(serve: Serve, pages: Pages, tmp_path: Path, gzip: bool,
                                                          expected: str) -> None:
     server = serve(**LONG)
-    proxy = Nginx(tmp_path, server.port, websocket=False, buffer_sse=True)
-    if gzip and "gzip on" not in proxy.conf.read_text():
-        proxy.conf.write_text(proxy.conf.read_text().replace("proxy_ignore_headers X-Accel-Buffering;", _GZIP_SSE))
-    with proxy:
+    with Nginx(tmp_path, server.port, websocket=False, buffer_sse=True, compress_sse=gzip) as proxy:
         page = pages.open(proxy.url)
         # The upgrade is refused (no Upgrade headers pass); whether SSE stays depends on the probe's hello.
         assert transport(page) == expected
