@@ -149,51 +149,62 @@ def holds(step: dict[str, Any]) -> bool:
             and step["tokens_per_s"] >= 0.9 * step["expected_tokens_per_s"])
 
 
+# What-if runs beside the product's own: the transport, and the server's --gc mode (see bench/server.py).
+WHAT_IF = {"websocket+gc": ("websocket", "tuned")}
+
+
 async def concurrency(plan: Plan) -> dict[str, Any]:
     """Per transport, on a fresh server: more and more streams at RATE until the p99 gap between tokens
-    exceeds the limit (or a stream fails, or tokens fall behind)."""
+    exceeds the limit (or a stream fails, or tokens fall behind). Then the what-ifs the same way."""
     out: dict[str, Any] = {}
-    for transport in TRANSPORTS:
-        steps: list[dict[str, Any]] = []
-        async with Server() as server, http_session() as http:
-            await warm(server, http)
-            for n in plan.steps:
-                busy = await quiet(plan)
-                stagger = min(2.0, max(0.5, n / 1000))
-                lead = stagger + 1.0
-                script = _script(plan.step_window_s, lead)
-                plan.log(f"  concurrency: {transport}, {n} streams (machine {busy:.0f} % busy before)")
-                for attempt in (1, 2):
-                    text = f"streams {transport} {_run_id()} {{i}} " + script.directive()
-                    step = await load(server, http, transport, streams=n, text=text, rate=RATE, stagger_s=stagger,
-                                      begin_s=lead, end_s=lead + plan.step_window_s)
-                    step["machine_busy_before_pct"] = busy
-                    step["held"] = holds(step)
-                    step["attempt"] = attempt
-                    # A step that failed while others loaded the machine is taken again once, on a quieter one.
-                    if step["held"] or attempt == 2 or not plan.may_retry(step):
-                        break
-                    plan.retries += 1
-                    await asyncio.sleep(1.0)
-                    busy = await quiet(plan)
-                    plan.log(f"  concurrency: {transport}, {n} streams again, others used "
-                             f"{step['others_cpu_pct']:.0f} % of the machine")
-                steps.append(step)
-                if not step["held"]:
-                    break
-                await asyncio.sleep(1.0)  # let the sockets of this step close
-        held = [step["streams"] for step in steps if step["held"]]
-        last = steps[-1]
-        # The estimate comes from the largest step measured: per-token costs shrink a little as load grows.
-        out[transport] = {
-            "holds": max(held) if held else 0,
-            "streams_per_core": one_core_streams(last["server_cpu_us_per_token"]),
-            "streams_per_core_at": last["streams"],
-            "first_failing": None if last["held"] else last["streams"],
-            "client_bound": (not last["held"]) and last["client_cpu_pct"] >= 85.0,
-            "steps": steps,
-        }
+    runs = {transport: (transport, "default") for transport in TRANSPORTS} | WHAT_IF
+    for name, (transport, gc) in runs.items():
+        out[name] = await _climb(plan, name, transport, gc)
     return out
+
+
+async def _climb(plan: Plan, name: str, transport: str, gc: str) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    async with Server(gc=gc) as server, http_session() as http:
+        await warm(server, http)
+        for n in plan.steps:
+            busy = await quiet(plan)
+            stagger = min(2.0, max(0.5, n / 1000))
+            lead = stagger + 1.0
+            script = _script(plan.step_window_s, lead)
+            plan.log(f"  concurrency: {name}, {n} streams (machine {busy:.0f} % busy before)")
+            for attempt in (1, 2):
+                text = f"streams {transport} {_run_id()} {{i}} " + script.directive()
+                step = await load(server, http, transport, streams=n, text=text, rate=RATE, stagger_s=stagger,
+                                  begin_s=lead, end_s=lead + plan.step_window_s)
+                step["machine_busy_before_pct"] = busy
+                step["held"] = holds(step)
+                step["attempt"] = attempt
+                # A step that failed while others loaded the machine is taken again once, on a quieter one.
+                if step["held"] or attempt == 2 or not plan.may_retry(step):
+                    break
+                plan.retries += 1
+                await asyncio.sleep(1.0)
+                busy = await quiet(plan)
+                plan.log(f"  concurrency: {name}, {n} streams again, others used "
+                         f"{step['others_cpu_pct']:.0f} % of the machine")
+            steps.append(step)
+            if not step["held"]:
+                break
+            await asyncio.sleep(1.0)  # let the sockets of this step close
+    held = [step["streams"] for step in steps if step["held"]]
+    last = steps[-1]
+    # The estimate comes from the largest step measured: per-token costs shrink a little as load grows.
+    return {
+        "transport": transport,
+        "gc": gc,
+        "holds": max(held) if held else 0,
+        "streams_per_core": one_core_streams(last["server_cpu_us_per_token"]),
+        "streams_per_core_at": last["streams"],
+        "first_failing": None if last["held"] else last["streams"],
+        "client_bound": (not last["held"]) and last["client_cpu_pct"] >= 85.0,
+        "steps": steps,
+    }
 
 
 async def idle_websockets(plan: Plan) -> dict[str, Any]:

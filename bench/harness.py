@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Server:
     """`python -m bench.server` in a subprocess on 127.0.0.1; stopped by closing its stdin."""
 
-    def __init__(self, engine: str = "scripted", settings: dict[str, Any] | None = None) -> None:
-        self.args = [sys.executable, "-m", "bench.server", "--engine", engine]
+    def __init__(self, engine: str = "scripted", settings: dict[str, Any] | None = None, *,
+                 gc: str = "default") -> None:
+        self.args = [sys.executable, "-m", "bench.server", "--engine", engine, "--gc", gc]
         for key, value in (settings or {}).items():
             self.args += ["--set", f"{key}={_json(value)}"]
         self.log = tempfile.NamedTemporaryFile(prefix="hmt-bench-server-", suffix=".log", delete=False)
@@ -111,14 +112,24 @@ class Snapshot:
         return cls(time.monotonic_ns(), user + system, time.process_time(), busy, system)
 
 
-async def window(server: Server, begin_s: float, end_s: float) -> tuple[Snapshot, Snapshot]:
-    """Snapshots at begin_s and end_s seconds from now."""
+async def gc_pauses(server: Server, http: aiohttp.ClientSession) -> dict[str, Any]:
+    """The server's garbage collections since the last call."""
+    async with http.get(f"{server.base}/bench/gc") as response:
+        result: dict[str, Any] = await response.json()
+        return result
+
+
+async def window(server: Server, http: aiohttp.ClientSession, begin_s: float,
+                 end_s: float) -> tuple[Snapshot, Snapshot, dict[str, Any]]:
+    """Snapshots at begin_s and end_s seconds from now, and the garbage collections in between."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     await asyncio.sleep(begin_s)
     first = Snapshot.take(server)
+    await gc_pauses(server, http)
     await asyncio.sleep(max(0.0, start + end_s - loop.time()))
-    return first, Snapshot.take(server)
+    last = Snapshot.take(server)
+    return first, last, await gc_pauses(server, http)
 
 
 def window_figures(streams: Sequence[Stream], a: Snapshot, b: Snapshot, *, rate: float) -> dict[str, Any]:
@@ -161,7 +172,7 @@ async def load(server: Server, http: aiohttp.ClientSession, mode: str, *, stream
                stagger_s: float, begin_s: float, end_s: float) -> dict[str, Any]:
     """Run `streams` sessions (mode 'direct' or a transport), stream i starting i * stagger_s / streams seconds
     in; measure over [begin_s, end_s] seconds from the start."""
-    measuring = asyncio.create_task(window(server, begin_s, end_s))
+    measuring = asyncio.create_task(window(server, http, begin_s, end_s))
     if mode == "direct":
         async with http.post(f"{server.base}/bench/direct",
                              json={"streams": streams, "text": text, "stagger_s": stagger_s}) as response:
@@ -171,8 +182,9 @@ async def load(server: Server, http: aiohttp.ClientSession, mode: str, *, stream
         seen = [Stream() for _ in range(streams)]
         await asyncio.gather(*(run_stream(mode, http, server.base, text.replace("{i}", str(i)), stream,
                                           delay=i * stagger_s / streams) for i, stream in enumerate(seen)))
-    a, b = await measuring
+    a, b, collections = await measuring
     figures = window_figures(seen, a, b, rate=rate)
+    figures["gc"] = collections
     errors = [stream.error for stream in seen if stream.error]
     figures["streams"] = streams
     figures["errors"] = len(errors)

@@ -114,7 +114,12 @@ def _le(value: Any, limit: float) -> bool | None:
 
 
 TRANSPORT_NAMES = {"direct": "direct (no transport)", "websocket": "WebSocket", "sse": "SSE", "poll": "long-poll",
-                   "rest": "POST /api/translate"}
+                   "rest": "POST /api/translate", "websocket+gc": "WebSocket, GC tuned (what-if)"}
+
+
+def _gc(row: dict[str, Any]) -> str:
+    gc = row.get("gc") or {}
+    return f"{_n(gc.get('full'))} / {_n(gc.get('longest_ms'))}" if gc else "–"
 
 
 # -- the document ---------------------------------------------------------------------------------------------------
@@ -157,7 +162,9 @@ def _summary(data: dict[str, Any]) -> str:
                      f"{_n(p50, 2)} / {_n(p99, 2)} ms", f"p99 ≤ {_n(t.get('latency_p99_ms'))} ms",
                      _verdict(_le(p99, t.get("latency_p99_ms", 0)))])
     conc = data.get("concurrency", {})
-    for mode in ("websocket", "sse", "poll"):
+    for mode in ("websocket", "sse", "poll", "websocket+gc"):
+        if mode == "websocket+gc" and mode not in conc:
+            continue
         entry = conc.get(mode, {})
         held = entry.get("holds")
         note = ""
@@ -269,14 +276,14 @@ def _cost(data: dict[str, Any]) -> str:
                      f"{_n(lat.get('p50'), 2)} / {_n(lat.get('p90'), 2)} / {_n(lat.get('p99'), 2)} / "
                      f"{_n(lat.get('max'), 2)}", _n(gap.get("p99")),
                      f"{_n(row.get('tokens'))} ({_n(row.get('tokens_per_s'), 0)}/s)", *_pcts(row),
-                     row.get("errors", 0)])
+                     _gc(row), row.get("errors", 0)])
     return (f"## 1. Server cost per token\n\n{cost['streams']} streams × {_n(cost['rate'], 0)} tokens/s, "
             f"{cost['window_s']} s window, one mode after the other on one server.\n\n"
             + _table(["mode", "server CPU µs/token", "of it in the kernel", "added over direct",
                       "streams per core (estimate)",
                       "latency p50 / p90 / p99 / max (ms)",
                       "gap p99 (ms)", "tokens in window", "server CPU %", "client CPU %", "others' CPU %",
-                      "errors"], rows))
+                      "full GCs / longest GC pause (ms)", "errors"], rows))
 
 
 def _concurrency(data: dict[str, Any]) -> str:
@@ -301,11 +308,12 @@ def _concurrency(data: dict[str, Any]) -> str:
                 rows.append([_n(step["streams"]), f"{_n(step['tokens_per_s'], 0)} / "
                              f"{_n(step['expected_tokens_per_s'], 0)}",
                              f"{_n(gap.get('p50'))} / {_n(gap.get('p99'))} / {_n(gap.get('max'))}",
-                             _n(lat.get("p99")), *_pcts(step), step.get("errors", 0),
+                             _n(lat.get("p99")), *_pcts(step), _gc(step), step.get("errors", 0),
                              "yes" if step.get("held") else "**no**"])
             out += (f"**{TRANSPORT_NAMES[mode]}**: {verdict}.\n\n"
                     + _table(["streams", "tokens/s arrived / due", "gap p50 / p99 / max (ms)", "latency p99 (ms)",
-                              "server CPU %", "client CPU %", "others' CPU %", "errors", "held"], rows) + "\n")
+                              "server CPU %", "client CPU %", "others' CPU %", "full GCs / longest GC pause (ms)",
+                              "errors", "held"], rows) + "\n")
     idle = data.get("idle_ws")
     if idle and "error" not in idle:
         out += (f"**Idle WebSockets**: {_n(idle['connections'])} sockets took the server from "
@@ -364,6 +372,11 @@ def _reading() -> str:
   column nears 100 % it, not the server, is the limit, and the concurrency figure is a lower bound. Other
   people's work on the machine shows in the "others' CPU %" columns: figures measured while it was high are
   pessimistic, latencies (p99 above all) most of all.
+- **Garbage collection.** CPython's full collections walk every live object, and a server holding hundreds of
+  sessions (each event is a few objects, kept for `session.retention_s`) has many: one pause of the event loop
+  then delays every stream at once. The "full GCs / longest GC pause" columns show it (timed in the server with
+  `gc.callbacks`); *WebSocket, GC tuned* is a what-if run of the same server with `gc.freeze()` after start-up and
+  `gc.set_threshold(50_000, 20, 100)`, not the product's configuration.
 - **Loopback.** Over 127.0.0.1 the kernel runs the receiving end of TCP inside the sender's `send()`, so the
   server's system time (the "in the kernel" column) includes work a real network card and the client's machine
   would do. Each token is one `send()` on every transport: tokens of one stream are 50 ms apart, so there is

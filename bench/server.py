@@ -8,8 +8,13 @@ routes that only the benchmark uses:
   the baseline that each transport is compared with.
 - `GET /bench/engine-times` tells, per request marker, when the engine was asked to generate and when its first
   delta came out (demo model only).
+- `GET /bench/gc` tells how many garbage collections ran since the last call and how long the longest paused the
+  event loop (a full collection of a heap with many sessions can take 100 ms).
 
-    python -m bench.server --engine scripted|demo [--set section.key=value ...]
+    python -m bench.server --engine scripted|demo [--gc default|tuned] [--set section.key=value ...]
+
+`--gc tuned` is a what-if, not the product's configuration: after start-up it freezes the heap so far
+(gc.freeze()) and collects less often (gc.set_threshold(50_000, 20, 100)).
 
 It prints `READY <port>` once it listens on 127.0.0.1, and stops when its stdin closes.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -163,6 +169,35 @@ async def direct(request: web.Request) -> web.Response:
 TIMED = web.AppKey("bench_timed_engine", TimedEngine)
 
 
+class GcPauses:
+    """Times every garbage collection (gc.callbacks): how often, and how long each held the event loop."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._began))
+
+    def take(self) -> dict[str, Any]:
+        """What ran since the last take()."""
+        pauses, self.pauses = self.pauses, []
+        return {"collections": len(pauses), "full": sum(1 for generation, _ in pauses if generation == 2),
+                "longest_ms": round(max((pause for _, pause in pauses), default=0.0) * 1000, 1),
+                "total_ms": round(sum(pause for _, pause in pauses) * 1000, 1)}
+
+
+GC = web.AppKey("bench_gc", GcPauses)
+
+
+async def gc_pauses(request: web.Request) -> web.Response:
+    return web.json_response(request.app[GC].take())
+
+
 async def engine_times(request: web.Request) -> web.Response:
     engine = request.app.get(TIMED)
     return web.json_response(engine.times if engine is not None else {})
@@ -195,6 +230,12 @@ async def serve(args: argparse.Namespace) -> None:
         app[TIMED] = timed
     app.router.add_post("/bench/direct", direct)
     app.router.add_get("/bench/engine-times", engine_times)
+    app[GC] = GcPauses()
+    app.router.add_get("/bench/gc", gc_pauses)
+    if args.gc == "tuned":
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -210,6 +251,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
     parser.add_argument("--engine", choices=("scripted", "demo"), default="scripted")
+    parser.add_argument("--gc", choices=("default", "tuned"), default="default")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON")
     args = parser.parse_args(argv)
     raise_file_limit()
