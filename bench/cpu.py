@@ -103,33 +103,37 @@ async def warm(server: Server, http: aiohttp.ClientSession) -> None:
 
 async def cost(plan: Plan) -> dict[str, Any]:
     """`cost_streams` streams at RATE, read directly in the server and through each transport, one after the
-    other on the same server; CPU and latency over a steady-state window once every stream is running."""
+    other on the same server; CPU and latency over a steady-state window once every stream is running. Then the
+    what-if: direct and WebSocket again on a server with its garbage collector tuned."""
     lead = 1.5
     script = _script(plan.cost_window_s, lead)
     modes: dict[str, Any] = {}
-    async with Server() as server, http_session() as http:
-        await warm(server, http)
-        for mode in ("direct", *TRANSPORTS):
-            busy = await quiet(plan)
-            plan.log(f"  cost: {mode}, {plan.cost_streams} streams (machine {busy:.0f} % busy before)")
-            for attempt in (1, 2):
-                text = f"cost {mode} {_run_id()} {{i}} " + script.directive()
-                figures = await load(server, http, mode, streams=plan.cost_streams, text=text, rate=RATE,
-                                     stagger_s=1.0, begin_s=lead, end_s=lead + plan.cost_window_s)
-                figures["machine_busy_before_pct"] = busy
-                if mode not in modes or figures["others_cpu_pct"] < modes[mode]["others_cpu_pct"]:
-                    modes[mode] = figures
-                if attempt == 2 or not plan.may_retry(figures):
-                    break
-                plan.retries += 1
+    for gc, suffix, names in (("default", "", ("direct", *TRANSPORTS)), ("tuned", "+gc", ("direct", "websocket"))):
+        async with Server(gc=gc) as server, http_session() as http:
+            await warm(server, http)
+            for mode in names:
+                name = mode + suffix
                 busy = await quiet(plan)
-                plan.log(f"  cost: {mode} again, others used {figures['others_cpu_pct']:.0f} % of the machine")
-    base = modes["direct"]["server_cpu_us_per_token"]
-    for mode in ("direct", *TRANSPORTS):
-        spent = modes[mode]["server_cpu_us_per_token"]
-        modes[mode]["streams_per_core"] = one_core_streams(spent)
-        if mode != "direct":
-            modes[mode]["cpu_us_per_token_added"] = round(spent - base, 2) if spent is not None and base else None
+                plan.log(f"  cost: {name}, {plan.cost_streams} streams (machine {busy:.0f} % busy before)")
+                for attempt in (1, 2):
+                    text = f"cost {mode} {_run_id()} {{i}} " + script.directive()
+                    figures = await load(server, http, mode, streams=plan.cost_streams, text=text, rate=RATE,
+                                         stagger_s=1.0, begin_s=lead, end_s=lead + plan.cost_window_s)
+                    figures["machine_busy_before_pct"] = busy
+                    if name not in modes or figures["others_cpu_pct"] < modes[name]["others_cpu_pct"]:
+                        modes[name] = figures
+                    if attempt == 2 or not plan.may_retry(figures):
+                        break
+                    plan.retries += 1
+                    busy = await quiet(plan)
+                    plan.log(f"  cost: {name} again, others used {figures['others_cpu_pct']:.0f} % of the machine")
+        base = modes["direct" + suffix]["server_cpu_us_per_token"]
+        for mode in names:
+            row = modes[mode + suffix]
+            spent = row["server_cpu_us_per_token"]
+            row["streams_per_core"] = one_core_streams(spent)
+            if mode != "direct":
+                row["cpu_us_per_token_added"] = round(spent - base, 2) if spent is not None and base else None
     return {"streams": plan.cost_streams, "rate": RATE, "window_s": plan.cost_window_s, "modes": modes}
 
 
