@@ -226,8 +226,8 @@ def _method() -> str:
 - **The server under test** is hmt-stream's real application (`create_app`), run in its own process the way
   `serve` runs it (INFO logging with aiohttp's access log, `handler_cancellation`), on 127.0.0.1, by
   `bench/server.py`. Its tokens come from the **ScriptedEngine** (`hmt_stream/engine/scripted.py`, not a model):
-  each stream emits a token every 50 ms (20 tokens/s, the pace of one Hunyuan-MT-7B stream on a GPU), stamped
-  with `time.monotonic_ns()` when it is produced. Time to first output uses the demo model instead.
+  each stream emits a token every 50 ms (20 tokens/s, the pace the concurrency target names), stamped with
+  `time.monotonic_ns()` when it is produced. Time to first output uses the demo model instead.
 - **The load generator** is this process (`bench/clients.py`, aiohttp, one event loop): one WebSocket per stream
   (as one page keeps one), SSE as `POST /api/sessions` + `GET …/events` with `Accept: text/event-stream`,
   long-poll as `POST` + `GET …/events?after=N` until `done`. It notes when each token arrives with the same
@@ -235,7 +235,8 @@ def _method() -> str:
   time between two arrivals on one stream.
 - **Direct** is the baseline: the same sessions started through the Translator inside the server process and
   read there with `session.events()`, no transport (`POST /bench/direct`). *CPU per token added* is a transport's
-  server CPU per token minus direct's, so the engine's own cost (timers, the session log) cancels out.
+  server CPU per token minus direct's, so what the engine, the Translator and the session log cost (the same in
+  both) cancels out.
 - **CPU** is the server process's user + system time (psutil, every thread) over a **steady-state window** that
   opens once every stream has started (streams start spread over a second or two, as real users do, not in
   lock-step) and closes before any ends, divided by the tokens that arrived in it. Connection set-up and session
@@ -249,8 +250,8 @@ def _method() -> str:
   RSS before and after opening N sockets that receive `hello` and then nothing, divided by N.
 - **Cache hits**: one text, translated once, then asked for again and again, one request at a time; from sending
   the request to receiving `done`.
-- **Time to first output**: the demo model (the real TransformersEngine on CPU, greedy, cache off), one request
-  at a time; split at the moments the engine was asked to generate and gave its first delta (the server process
+- **Time to first output**: the demo model (the real TransformersEngine on CPU, default sampling, cache off), one
+  request at a time; split at the moments the engine was asked to generate and gave its first delta (the server process
   notes both per request), so *request → engine* is intake (HTTP, validation, tokenising, scheduling) and
   *engine → client* is delivery.
 - Before each measurement the harness waits (within a budget) for the machine to be under 25 % busy, and takes a
