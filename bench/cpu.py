@@ -42,7 +42,7 @@ class Plan:
     quick: bool = False
     cost_streams: int = 100
     cost_window_s: float = 8.0
-    steps: Sequence[int] = (250, 500, 1000, 1500, 2000, 3000)
+    steps: Sequence[int] = (250, 375, 500, 750, 1000, 1250, 1500, 2000, 3000)
     step_window_s: float = 4.0
     idle_connections: int = 1000
     cache_requests: int = 300
