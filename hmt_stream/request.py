@@ -27,6 +27,8 @@ class TranslationRequest:
             raise HmtError(errors.BAD_REQUEST, "'text' must be a string")
         if not text.strip():
             raise HmtError(errors.BAD_REQUEST, "'text' is empty")
+        if not _is_utf8(text):
+            raise HmtError(errors.BAD_REQUEST, "'text' contains lone UTF-16 surrogates, which are not characters")
         if len(text) > max_chars:
             raise HmtError(errors.TOO_LONG, f"'text' has {len(text)} characters; the limit is {max_chars}")
         source = payload.get("source", AUTO)
@@ -39,3 +41,12 @@ class TranslationRequest:
         if target not in LANGUAGES:
             raise HmtError(errors.UNSUPPORTED_LANGUAGE, f"unsupported target language {target!r}")
         return cls(text=text.strip(), source=source, target=target)
+
+
+def _is_utf8(text: str) -> bool:
+    """JSON may escape lone surrogates (\\ud800) that no UTF-8 text, and no tokenizer, can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

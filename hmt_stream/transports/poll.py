@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from .. import errors
@@ -18,8 +20,8 @@ def _number(request: web.Request, name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise HmtError(errors.BAD_REQUEST, f"{name!r} must be a number, not {raw!r}") from None
-    if not value >= 0:  # also refuses NaN
-        raise HmtError(errors.BAD_REQUEST, f"{name!r} must be zero or more, not {raw!r}")
+    if not 0 <= value < math.inf:  # also refuses NaN
+        raise HmtError(errors.BAD_REQUEST, f"{name!r} must be a finite number, zero or more, not {raw!r}")
     return value
 
 

@@ -66,6 +66,8 @@ async def read_json(request: web.Request) -> Any:
         return await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HmtError(errors.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
+    except LookupError:  # Content-Type names a charset Python does not know
+        raise HmtError(errors.BAD_REQUEST, "the body's charset is unknown; send UTF-8 JSON") from None
 
 
 async def create_session(request: web.Request) -> web.Response:

@@ -39,12 +39,16 @@ class Connection:
         self.follows: dict[str, asyncio.Task[None]] = {}
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.send_text(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
+        # ASCII-escaped: these messages may echo client values (a ref), which JSON lets hold lone surrogates.
+        await self.send_text(json.dumps(message, separators=(",", ":")))
 
     async def send_text(self, text: str) -> None:
         """Send one frame; a reader that accepts nothing for send_timeout is dropped (its sessions carry on)."""
         try:
-            await asyncio.wait_for(self.ws.send_str(text), self.send_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps each frame in a task of its own, which
+            # costs every frame a turn of the event loop (seconds behind on a busy server).
+            async with asyncio.timeout(self.send_timeout):
+                await self.ws.send_str(text)
         except TimeoutError:
             log.info("dropping a WebSocket that accepted nothing for %.0f s", self.send_timeout)
             self._abort()
@@ -113,14 +117,22 @@ class Connection:
         task.add_done_callback(lambda done: self.follows.get(session.id) is done and self.follows.pop(session.id))
 
     async def _forward(self, session: TranslationSession, after: int, ref: Any) -> None:
-        with contextlib.suppress(ConnectionError):
-            async for event in session.events(after=after):
-                if ref is not None:
-                    # The first event of a new session tells the client which of its requests this is.
-                    await self.send({**event.as_dict(), "ref": ref})
-                    ref = None
-                else:
-                    await self.send_text(event.json)
+        try:
+            await self._send_events(session, after, ref)
+        except ConnectionError:
+            pass  # the socket is gone; the session carries on for a resume
+        except Exception:
+            log.exception("forwarding session %s to a WebSocket failed", session.id)
+            await self.ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
+
+    async def _send_events(self, session: TranslationSession, after: int, ref: Any) -> None:
+        async for event in session.events(after=after):
+            if ref is not None:
+                # The first event of a new session tells the client which of its requests this is.
+                await self.send({**event.as_dict(), "ref": ref})
+                ref = None
+            else:
+                await self.send_text(event.json)
 
     async def heartbeat(self, interval: float) -> None:
         """An application-level ping that browser code can see (it cannot see WebSocket ping frames)."""
