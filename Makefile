@@ -33,8 +33,8 @@ test: install test-deps
 	$(PY) -m pytest -v -ra --durations=15 $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check hmt_stream tests
-	$(VENV)/bin/mypy hmt_stream tests
+	$(VENV)/bin/ruff check hmt_stream tests bench
+	$(VENV)/bin/mypy hmt_stream tests bench
 
 bench: install
 	$(PY) -m bench

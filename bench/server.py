@@ -13,8 +13,8 @@ routes that only the benchmark uses:
 
     python -m bench.server --engine scripted|demo [--gc default|tuned] [--set section.key=value ...]
 
-`--gc tuned` is a what-if, not the product's configuration: after start-up it freezes the heap so far
-(gc.freeze()) and collects less often (gc.set_threshold(50_000, 20, 100)).
+`--gc tuned` is what `serve` does by default (server.gc_tuning): after start-up it freezes the heap so far
+(gc.freeze()) and collects less often (gc.set_threshold(50_000, 20, 100)); `--gc default` is Python's own.
 
 It prints `READY <port>` once it listens on 127.0.0.1, and stops when its stdin closes.
 """
@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from hmt_stream.app import create_app
+from hmt_stream.cli import tune_gc
 from hmt_stream.config import Settings
 from hmt_stream.engine import Engine, Generation, GenerationOptions
 from hmt_stream.engine.scripted import ScriptedEngine, stamps
@@ -233,9 +234,7 @@ async def serve(args: argparse.Namespace) -> None:
     app[GC] = GcPauses()
     app.router.add_get("/bench/gc", gc_pauses)
     if args.gc == "tuned":
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        tune_gc()  # what `serve` does with server.gc_tuning = true, its default
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = config.load(path, overrides=overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
+    if settings.server.gc_tuning:
+        app.cleanup_ctx.append(_tune_gc)  # after the engine's context: the model is loaded by then
     if settings.model.name == "demo":
         print("Serving the DEMO MODEL: random weights, its output is not a translation.", file=sys.stderr)
     # handler_cancellation: a client that goes away ends its handler at once, so its session sees the reader leave.
@@ -39,6 +43,20 @@ def _serve(args: argparse.Namespace) -> int:
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=_announce(settings),
                 handler_cancellation=True, access_log_class=AccessLogger, shutdown_timeout=5)
     return 0
+
+
+def tune_gc() -> None:
+    """A process-wide choice, so `serve` makes it, not create_app: the model and everything loaded at start-up
+    leave the collector's view, and collections run less often, so a full one no longer pauses hundreds of
+    streams at once (server.gc_tuning)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+async def _tune_gc(app: Any) -> AsyncIterator[None]:
+    tune_gc()
+    yield
 
 
 def _announce(settings: Any) -> Any:

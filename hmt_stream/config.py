@@ -102,6 +102,9 @@ class ServerSettings:
     host: str = setting("127.0.0.1", "Address to listen on; 0.0.0.0 for every interface.")
     port: int = setting(8080, "TCP port to listen on.", minimum=0)
     web_dir: str = setting("", "Folder of the web page's static files; empty for the web/ folder of this project.")
+    gc_tuning: bool = setting(True, "After start-up, freeze the loaded objects out of Python's garbage collector and "
+                              "collect less often (full collections otherwise stall every stream; see "
+                              "docs/benchmarks.md).")
 
 
 @dataclass(frozen=True)
