@@ -104,7 +104,7 @@ async def warm(server: Server, http: aiohttp.ClientSession) -> None:
 async def cost(plan: Plan) -> dict[str, Any]:
     """`cost_streams` streams at RATE, read directly in the server and through each transport, one after the
     other on the same server; CPU and latency over a steady-state window once every stream is running. Then the
-    what-if: direct and WebSocket again on a server with its garbage collector tuned."""
+    GC-tuned run (serve's default): direct and WebSocket again on a server with its garbage collector tuned."""
     lead = 1.5
     script = _script(plan.cost_window_s, lead)
     modes: dict[str, Any] = {}
@@ -159,7 +159,7 @@ WHAT_IF = {"websocket+gc": ("websocket", "tuned")}
 
 async def concurrency(plan: Plan) -> dict[str, Any]:
     """Per transport, on a fresh server: more and more streams at RATE until the p99 gap between tokens
-    exceeds the limit (or a stream fails, or tokens fall behind). Then the what-ifs the same way."""
+    exceeds the limit (or a stream fails, or tokens fall behind). Then the GC-tuned run the same way."""
     out: dict[str, Any] = {}
     runs = {transport: (transport, "default") for transport in TRANSPORTS} | WHAT_IF
     for name, (transport, gc) in runs.items():

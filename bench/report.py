@@ -114,8 +114,8 @@ def _le(value: Any, limit: float) -> bool | None:
 
 
 TRANSPORT_NAMES = {"direct": "direct (no transport)", "websocket": "WebSocket", "sse": "SSE", "poll": "long-poll",
-                   "rest": "POST /api/translate", "websocket+gc": "WebSocket, GC tuned (what-if)",
-                   "direct+gc": "direct, GC tuned (what-if)"}
+                   "rest": "POST /api/translate", "websocket+gc": "WebSocket, GC tuned (serve's default)",
+                   "direct+gc": "direct, GC tuned (serve's default)"}
 
 
 def _gc(row: dict[str, Any]) -> str:
@@ -284,7 +284,7 @@ def _cost(data: dict[str, Any]) -> str:
                      f"{_n(row.get('tokens'))} ({_n(row.get('tokens_per_s'), 0)}/s)", *_pcts(row),
                      _gc(row), row.get("errors", 0)])
     return (f"## 1. Server cost per token\n\n{cost['streams']} streams × {_n(cost['rate'], 0)} tokens/s, "
-            f"{cost['window_s']} s window, one mode after the other on one server (the GC-tuned what-if on a "
+            f"{cost['window_s']} s window, one mode after the other on one server (the GC-tuned run on a "
             "second one, against its own direct baseline).\n\n"
             + _table(["mode", "server CPU µs/token", "of it in the kernel", "added over direct",
                       "streams per core (estimate)",
@@ -382,8 +382,9 @@ def _reading() -> str:
 - **Garbage collection.** CPython's full collections walk every live object, and a server holding hundreds of
   sessions (each event is a few objects, kept for `session.retention_s`) has many: one pause of the event loop
   then delays every stream at once. The "full GCs / longest GC pause" columns show it (timed in the server with
-  `gc.callbacks`); *WebSocket, GC tuned* is a what-if run of the same server with `gc.freeze()` after start-up and
-  `gc.set_threshold(50_000, 20, 100)`, not the product's configuration.
+  `gc.callbacks`); *WebSocket, GC tuned* is the same server with `gc.freeze()` after start-up and
+  `gc.set_threshold(50_000, 20, 100)`: what `serve` does since `server.gc_tuning` (on by default); the other rows
+  run with Python's default collector (`gc_tuning = false`).
 - **Loopback.** Over 127.0.0.1 the kernel runs the receiving end of TCP inside the sender's `send()`, so the
   server's system time (the "in the kernel" column) includes work a real network card and the client's machine
   would do. Each token is one `send()` on every transport: tokens of one stream are 50 ms apart, so there is
