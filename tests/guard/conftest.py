@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from hmt_stream.app import create_app
-from hmt_stream.engine.transformers import TransformersEngine
+from ..conftest import MakeClient
 
-from ..conftest import make_settings
-
-MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+__all__ = ["FAST", "MakeClient"]
 
 # Small and fast: short generations, every request generated (no cache hits hiding the engine path).
 FAST = {"cache__enabled": False, "generation__max_new_tokens": 8, "scheduler__max_queue": 1000}
@@ -43,19 +38,13 @@ def option_or_env(config: pytest.Config, option: str, env: str) -> int | None:
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Any, demo_dir: Path, engine: TransformersEngine) -> MakeClient:
-    """The whole app (FAST unless overridden) served by pytest-aiohttp on a real 127.0.0.1 port."""
+def make_client(make_client: MakeClient) -> MakeClient:
+    """tests/conftest.py's app factory, FAST unless overridden."""
+    parent = make_client
+
     async def make(**overrides: Any) -> TestClient[Any, Any]:
-        app = create_app(make_settings(demo_dir, **{**FAST, **overrides}), engine=engine)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
-        assert client.server.port is not None
-        return client
+        return await parent(**{**FAST, **overrides})
     return make
-
-
-@pytest.fixture
-async def client(make_client: MakeClient) -> TestClient[Any, Any]:
-    return await make_client()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -37,6 +37,7 @@ from hmt_stream.languages import AUTO, LANGUAGES
 from hmt_stream.request import TranslationRequest
 from hmt_stream.session import TranslationSession
 
+from ..transports.conftest import parse_sse
 from .conftest import MakeClient
 
 pytestmark = pytest.mark.slow
@@ -388,19 +389,6 @@ async def test_poll_after_overflowing_float_is_a_bad_request(make_client: MakeCl
 # -- SSE Last-Event-ID ---------------------------------------------------------------------------------------
 
 HEADER_TEXT = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=30)
-
-
-def parse_sse(raw: str) -> list[dict[str, Any]]:
-    events = []
-    for frame in raw.split("\r\n\r\n"):
-        lines = [line for line in frame.split("\r\n") if line and not line.startswith(":")]
-        if not lines:
-            continue
-        fields = dict(line.split(": ", 1) for line in lines)
-        event = json.loads(fields["data"])
-        assert fields["id"] == str(event["seq"]) and fields["event"] == event["type"], frame
-        events.append(event)
-    return events
 
 
 async def test_sse_last_event_id_and_after(make_client: MakeClient) -> None:
