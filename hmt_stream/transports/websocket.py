@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from .. import errors
 from ..auth import Principal
@@ -37,6 +37,8 @@ class Connection:
         self.principal = principal
         self.owner = principal.id if principal.authenticated else None
         self.follows: dict[str, asyncio.Task[None]] = {}
+        self.stopping = asyncio.Event()  # finish() asks the handler to close the socket
+        self.ended = asyncio.Event()  # the handler has returned
 
     async def send(self, message: dict[str, Any]) -> None:
         # ASCII-escaped: these messages may echo client values (a ref), which JSON lets hold lone surrogates.
@@ -141,11 +143,31 @@ class Connection:
             with contextlib.suppress(ConnectionError):
                 await self.send({"type": "ping"})
 
+    async def next_message(self, idle_timeout: float) -> WSMessage | None:
+        """The client's next message; None after idle_timeout, or at once when finish() asks the socket to stop."""
+        receiving = asyncio.ensure_future(self.ws.receive())
+        stopping = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({receiving, stopping}, timeout=idle_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if receiving.done():
+            return receiving.result()
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+        return None
+
     async def finish(self, timeout: float = 5.0) -> None:
-        """Deliver the events still due (the sessions have ended), then close with 1001 going away."""
+        """Deliver the events still due (the sessions have ended), then have the handler close with 1001.
+        The handler closes its own socket: a close from another task, while the handler is reading, would let
+        the handler return (and the connection end) before the close frame is written."""
         if self.follows:
             await asyncio.wait(list(self.follows.values()), timeout=timeout)
-        await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        self.stopping.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout + 10):
+                await self.ended.wait()
 
     async def close(self) -> None:
         tasks = list(self.follows.values())
@@ -176,12 +198,12 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
     try:
         await connection.send({"type": "hello", "heartbeat_s": heartbeat})
         while not ws.closed:
-            try:
-                message = await ws.receive(timeout=limits.ws_idle_timeout_s)
-            except TimeoutError:
-                if connection.busy:
+            message = await connection.next_message(limits.ws_idle_timeout_s)
+            if message is None:  # idle, or the server is stopping
+                if connection.busy and not connection.stopping.is_set():
                     continue
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle")
+                reason = b"server shutting down" if connection.stopping.is_set() else b"idle"
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=reason)
                 break
             if message.type == WSMsgType.TEXT:
                 await connection.receive(message.data)
@@ -196,6 +218,7 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
         connections.discard(connection)
         pinger.cancel()
         await connection.close()
+        connection.ended.set()
     return ws
 
 
