@@ -7,6 +7,7 @@ from hmt_stream.request import TranslationRequest
 from hmt_stream.session import TranslationSession
 
 from .conftest import MakeClient, create, translator_of
+from .readers import read_poll
 
 
 async def test_the_exact_json(client: TestClient[Any, Any]) -> None:
@@ -56,12 +57,7 @@ async def test_the_timeout_is_capped(make_client: MakeClient) -> None:
 
 async def test_polling_a_live_session_yields_exactly_its_log(client: TestClient[Any, Any]) -> None:
     session_id = await create(client)
-    events: list[dict[str, Any]] = []
-    after, done = 0, False
-    while not done:
-        page = await (await client.get(f"/api/sessions/{session_id}/events?after={after}")).json()
-        events += page["events"]
-        after, done = page["next"], page["done"]
+    events = await read_poll(client, session_id, 0, None)
     session = translator_of(client).store.get(session_id)
     assert session is not None
     assert events == [e.as_dict() for e in session.log]
