@@ -39,7 +39,7 @@ from typing import Any
 
 from hmt_stream.app import build_translator
 from hmt_stream.config import Settings
-from hmt_stream.engine import Engine, GenerationOptions
+from hmt_stream.engine import ChatPrompt, Engine, GenerationOptions
 from hmt_stream.engine.demo import CHAT_TEMPLATE
 from hmt_stream.engine.streaming import IncrementalDecoder
 from hmt_stream.prompts import build_prompt
@@ -253,7 +253,7 @@ def request_of(engine: Any, prompt_tokens: int, salt: str) -> TranslationRequest
     words = prompt_tokens
     while words > 1:
         text = prompt_text(words, salt)
-        if engine.prompt_tokens(build_prompt(text, "en", "fr")) <= prompt_tokens:
+        if engine.prompt_tokens(ChatPrompt.user(build_prompt(text, "en", "fr"))) <= prompt_tokens:
             break
         words -= 1
     return TranslationRequest(text=prompt_text(words, salt), source="en", target="fr")
@@ -262,7 +262,7 @@ def request_of(engine: Any, prompt_tokens: int, salt: str) -> TranslationRequest
 async def first_delta_ms(engine: Engine, request: TranslationRequest, repeats: int) -> list[float]:
     """From engine.generate() to its first text delta (thread hop, streamer and incremental decoder included);
     a run whose random tokens decode to no text at all is left out."""
-    prompt = build_prompt(request.text, request.source, request.target)
+    prompt = ChatPrompt.user(build_prompt(request.text, request.source, request.target))
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
@@ -380,15 +380,16 @@ class ContinuousBatchingEngine:
             self.manager.warmup()
         self.manager.start()
 
-    def prompt_ids(self, prompt: str) -> list[int]:
-        ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+    def prompt_ids(self, prompt: ChatPrompt) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(prompt.as_dicts(), add_generation_prompt=prompt.add_generation_prompt,
+                                                 continue_final_message=prompt.continue_final_message,
                                                  tokenize=True, return_dict=False)
         return list(ids)
 
-    def prompt_tokens(self, prompt: str) -> int:
+    def prompt_tokens(self, prompt: ChatPrompt) -> int:
         return len(self.prompt_ids(prompt))
 
-    def generate(self, prompt: str, options: GenerationOptions) -> ContinuousGeneration:
+    def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> ContinuousGeneration:
         request_id = uuid.uuid4().hex
         generation = ContinuousGeneration(self, request_id)
         # The handler goes in first, so that no result can arrive before anyone listens for it.
@@ -434,7 +435,7 @@ async def bench_mode(mode: str, args: argparse.Namespace, config: Any, tokenizer
     out["bound_tokens_per_s"] = round(bandwidth / out["weight_bytes"], 1)
     engine = TransformersEngine(model, tokenizer, model_id="random-weights", demo=True, workers=1)
     request = request_of(engine, args.prompt_tokens, "p")
-    ids = list(engine.prompt_ids(build_prompt(request.text, request.source, request.target)))
+    ids = list(engine.prompt_ids(ChatPrompt.user(build_prompt(request.text, request.source, request.target))))
     out["prompt_tokens"] = len(ids)
     with _step(f"{mode}: batch-1 decode"):
         out["decode"] = decode_variants(model, ids, device=args.device, new_tokens=args.new_tokens,

@@ -39,7 +39,7 @@ from aiohttp import web
 from hmt_stream.app import create_app
 from hmt_stream.cli import tune_gc
 from hmt_stream.config import Settings
-from hmt_stream.engine import Engine, Generation, GenerationOptions
+from hmt_stream.engine import ChatPrompt, Engine, Generation, GenerationOptions
 from hmt_stream.engine.scripted import ScriptedEngine, stamps
 from hmt_stream.keys import TRANSLATOR
 from hmt_stream.request import TranslationRequest
@@ -111,12 +111,12 @@ class TimedEngine:
         self.device = getattr(inner, "device", "?")
         self.times: dict[str, list[int]] = {}
 
-    def prompt_tokens(self, prompt: str) -> int:
+    def prompt_tokens(self, prompt: ChatPrompt) -> int:
         return self._inner.prompt_tokens(prompt)
 
-    def generate(self, prompt: str, options: GenerationOptions) -> Generation:
+    def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> Generation:
         times = [time.monotonic_ns()]
-        match = MARKER.search(prompt)
+        match = MARKER.search(prompt.text)
         if match:
             self.times[match.group(1)] = times
         return TimedGeneration(self._inner.generate(prompt, options), times)

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from . import errors
 from .cache import PhraseCache
-from .engine import Engine, GenerationOptions
+from .engine import ChatPrompt, Engine, GenerationOptions
 from .errors import HmtError
 from .prompts import build_prompt
 from .ratelimit import RateLimiter
@@ -86,7 +86,7 @@ class Translator:
             session.append("delta", text=cached)
             session.append("done", text=cached, cached=True, tokens=0, ttft_ms=0.0, elapsed_ms=0.0)
             return session
-        prompt = build_prompt(request.text, request.source, request.target)
+        prompt = ChatPrompt.user(build_prompt(request.text, request.source, request.target))
         tokens = self.engine.prompt_tokens(prompt)
         if tokens > self.max_input_tokens:
             raise HmtError(errors.TOO_LONG,
@@ -144,7 +144,7 @@ class Translator:
             pass
         return session
 
-    async def _run(self, session: TranslationSession, prompt: str, ticket: Ticket, key: Any) -> None:
+    async def _run(self, session: TranslationSession, prompt: ChatPrompt, ticket: Ticket, key: Any) -> None:
         try:
             await ticket.wait()
         except asyncio.CancelledError:
@@ -156,7 +156,7 @@ class Translator:
         finally:
             ticket.release()
 
-    async def _generate(self, session: TranslationSession, prompt: str, key: Any) -> None:
+    async def _generate(self, session: TranslationSession, prompt: ChatPrompt, key: Any) -> None:
         session.append("started")
         generation = self.engine.generate(prompt, self.options)
         ttft: float | None = None

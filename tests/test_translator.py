@@ -8,7 +8,7 @@ import pytest
 
 from hmt_stream.app import build_translator
 from hmt_stream.config import Settings
-from hmt_stream.engine import GenerationOptions
+from hmt_stream.engine import ChatPrompt, GenerationOptions
 from hmt_stream.engine.transformers import TransformersEngine
 from hmt_stream.errors import HmtError
 from hmt_stream.request import TranslationRequest
@@ -26,10 +26,10 @@ class CountingEngine:
         self.model_id, self.demo = engine.model_id, engine.demo
         self.generations: list[Any] = []
 
-    def prompt_tokens(self, prompt: str) -> int:
+    def prompt_tokens(self, prompt: ChatPrompt) -> int:
         return self._engine.prompt_tokens(prompt)
 
-    def generate(self, prompt: str, options: GenerationOptions) -> Any:
+    def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> Any:
         generation = self._engine.generate(prompt, options)
         self.generations.append(generation)
         return generation

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..config import Settings
-from .base import Engine, Generation, GenerationOptions
+from .base import ChatPrompt, Engine, Generation, GenerationOptions, Message
 from .demo import build_demo_model, is_demo_checkpoint
 
 DEMO = "demo"
 
-__all__ = ["DEMO", "Engine", "Generation", "GenerationOptions", "load_engine", "options_from"]
+__all__ = ["DEMO", "ChatPrompt", "Engine", "Generation", "GenerationOptions", "Message", "load_engine", "options_from"]
 
 
 def options_from(settings: Settings) -> GenerationOptions:

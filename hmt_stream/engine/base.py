@@ -21,6 +21,49 @@ class GenerationOptions:
     repetition_penalty: float = 1.05
 
 
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """What an engine is asked to continue: chat messages, rendered by the model's own chat template.
+
+    add_generation_prompt opens an assistant turn after the last message (a question to answer);
+    continue_final_message instead leaves the final assistant message open, so the model goes on writing it
+    (vLLM's flag of the same name: fail-over and adoption continue a partial translation this way)."""
+
+    messages: tuple[Message, ...]
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+
+    @classmethod
+    def user(cls, content: str) -> ChatPrompt:
+        """One user message, answered: how every translation prompt is sent."""
+        return cls((Message("user", content),))
+
+    def continued(self, partial: str) -> ChatPrompt:
+        """This prompt with `partial` as the start of the answer, to be continued rather than answered again."""
+        if not partial:
+            return self
+        messages = self.messages
+        if self.continue_final_message and messages and messages[-1].role == "assistant":
+            messages = (*messages[:-1], Message("assistant", messages[-1].content + partial))
+        else:
+            messages = (*messages, Message("assistant", partial))
+        return ChatPrompt(messages, add_generation_prompt=False, continue_final_message=True)
+
+    def as_dicts(self) -> list[dict[str, str]]:
+        return [{"role": message.role, "content": message.content} for message in self.messages]
+
+    @property
+    def text(self) -> str:
+        """Every message's content, one after another (for logs and scripted engines that read directives)."""
+        return "\n".join(message.content for message in self.messages)
+
+
 class Generation(Protocol):
     """One running generation: async-iterate for text deltas; cancel() stops it within one decode step."""
 
@@ -37,9 +80,9 @@ class Engine(Protocol):
     model_id: str
     demo: bool
 
-    def prompt_tokens(self, prompt: str) -> int: ...
+    def prompt_tokens(self, prompt: ChatPrompt) -> int: ...
 
-    def generate(self, prompt: str, options: GenerationOptions) -> Generation: ...
+    def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> Generation: ...
 
     async def warmup(self) -> None: ...
 

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .base import GenerationOptions
+from .base import ChatPrompt, GenerationOptions
 
 _DIRECTIVE = re.compile(r"\[\[script((?:\s+\w+=[^\s\]]*)*)\s*\]\]")
 _STAMP = re.compile(r"\[t=(\d+)\]")
@@ -209,10 +209,11 @@ class ScriptedEngine:
             return Script.from_directive(prompt, script) or script
         return script
 
-    def prompt_tokens(self, prompt: str) -> int:
-        return math.ceil(len(prompt) / self.chars_per_token)
+    def prompt_tokens(self, prompt: ChatPrompt) -> int:
+        return math.ceil(len(prompt.text) / self.chars_per_token)
 
-    def generate(self, prompt: str, options: GenerationOptions) -> ScriptedGeneration:
+    def generate(self, chat: ChatPrompt, options: GenerationOptions) -> ScriptedGeneration:
+        prompt = chat.text
         try:
             generation = ScriptedGeneration(self.script_for(prompt), options.max_new_tokens)
         except ValueError as exc:  # a bad directive fails this generation, as a model error would

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelLoadError
-from .base import GenerationOptions, ThreadedGeneration
+from .base import ChatPrompt, GenerationOptions, ThreadedGeneration
 from .streaming import IncrementalDecoder
 
 log = logging.getLogger(__name__)
@@ -143,19 +143,20 @@ class TransformersEngine:
             raise ModelLoadError(_explain(model_id, exc)) from exc
         return cls(model, tokenizer, model_id=model_id, demo=demo, workers=workers)
 
-    def prompt_ids(self, prompt: str) -> tuple[int, ...]:
+    def prompt_ids(self, prompt: ChatPrompt) -> tuple[int, ...]:
         # Cached: the translator counts a prompt's tokens (for the limit) just before generating it.
         return self._prompt_ids(prompt)
 
-    def _encode(self, prompt: str) -> tuple[int, ...]:
-        ids = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                                 add_generation_prompt=True, tokenize=True, return_dict=False)
+    def _encode(self, prompt: ChatPrompt) -> tuple[int, ...]:
+        ids = self.tokenizer.apply_chat_template(prompt.as_dicts(), add_generation_prompt=prompt.add_generation_prompt,
+                                                 continue_final_message=prompt.continue_final_message,
+                                                 tokenize=True, return_dict=False)
         return tuple(ids)
 
-    def prompt_tokens(self, prompt: str) -> int:
+    def prompt_tokens(self, prompt: ChatPrompt) -> int:
         return len(self.prompt_ids(prompt))
 
-    def generate(self, prompt: str, options: GenerationOptions) -> ThreadedGeneration:
+    def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> ThreadedGeneration:
         ids = self.prompt_ids(prompt)
         return ThreadedGeneration(self._executor, lambda generation: self._produce(generation, ids, options))
 
@@ -182,7 +183,7 @@ class TransformersEngine:
             )
 
     async def warmup(self) -> None:
-        generation = self.generate("Hello", GenerationOptions(max_new_tokens=4))
+        generation = self.generate(ChatPrompt.user("Hello"), GenerationOptions(max_new_tokens=4))
         async for _ in generation:
             pass
 

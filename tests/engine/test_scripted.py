@@ -7,7 +7,7 @@ import pytest
 
 from hmt_stream.app import build_translator
 from hmt_stream.config import Settings
-from hmt_stream.engine import Engine, GenerationOptions
+from hmt_stream.engine import ChatPrompt, Engine, GenerationOptions
 from hmt_stream.engine.scripted import Script, ScriptedEngine, ScriptedFailure, ScriptedGeneration, stamps
 from hmt_stream.request import TranslationRequest
 
@@ -27,7 +27,7 @@ def test_it_is_an_engine_and_says_it_is_not_a_model() -> None:
 async def test_emits_the_scripted_tokens_at_the_scripted_rate() -> None:
     engine = ScriptedEngine(Script(tokens=5, rate=100, text="w{i} "))
     began = time.monotonic()
-    generation = engine.generate("hi", OPTIONS)
+    generation = engine.generate(ChatPrompt.user("hi"), OPTIONS)
     assert await read(generation) == ["w0 ", "w1 ", "w2 ", "w3 ", "w4 "]
     assert time.monotonic() - began >= 0.04 - 0.005  # tokens due at 0, 10, ..., 40 ms
     assert generation.tokens == 5 and engine.started == 1 and engine.running == 0
@@ -36,13 +36,13 @@ async def test_emits_the_scripted_tokens_at_the_scripted_rate() -> None:
 async def test_first_token_delay_and_max_new_tokens() -> None:
     engine = ScriptedEngine(Script(tokens=50, first_token_s=0.05))
     began = time.monotonic()
-    generation = engine.generate("hi", GenerationOptions(max_new_tokens=3))
+    generation = engine.generate(ChatPrompt.user("hi"), GenerationOptions(max_new_tokens=3))
     assert len(await read(generation)) == 3
     assert time.monotonic() - began >= 0.045
 
 
 async def test_fails_after_n_tokens() -> None:
-    generation = ScriptedEngine(Script(tokens=10, fail_after=2)).generate("hi", OPTIONS)
+    generation = ScriptedEngine(Script(tokens=10, fail_after=2)).generate(ChatPrompt.user("hi"), OPTIONS)
     seen = []
     with pytest.raises(ScriptedFailure, match="after 2 tokens"):
         async for text in generation:
@@ -52,15 +52,15 @@ async def test_fails_after_n_tokens() -> None:
 
 async def test_fails_before_the_first_token_and_after_the_last() -> None:
     with pytest.raises(ScriptedFailure):
-        await read(ScriptedEngine(Script(fail_after=0)).generate("hi", OPTIONS))
-    generation = ScriptedEngine(Script(tokens=3, fail_after=3)).generate("hi", OPTIONS)
+        await read(ScriptedEngine(Script(fail_after=0)).generate(ChatPrompt.user("hi"), OPTIONS))
+    generation = ScriptedEngine(Script(tokens=3, fail_after=3)).generate(ChatPrompt.user("hi"), OPTIONS)
     with pytest.raises(ScriptedFailure):
         await read(generation)
     assert generation.tokens == 3
 
 
 async def test_hangs_until_cancelled_then_stops() -> None:
-    generation = ScriptedEngine(Script(tokens=10, hang_after=1)).generate("hi", OPTIONS)
+    generation = ScriptedEngine(Script(tokens=10, hang_after=1)).generate(ChatPrompt.user("hi"), OPTIONS)
     seen: list[str] = []
 
     async def consume() -> None:
@@ -77,7 +77,7 @@ async def test_hangs_until_cancelled_then_stops() -> None:
 
 
 async def test_cancel_wakes_a_slow_generation_at_once() -> None:
-    generation = ScriptedEngine(Script(tokens=10, rate=0.5)).generate("hi", OPTIONS)
+    generation = ScriptedEngine(Script(tokens=10, rate=0.5)).generate(ChatPrompt.user("hi"), OPTIONS)
     iterator = generation.__aiter__()
     assert await anext(iterator) == "tok "
     began = time.monotonic()
@@ -88,7 +88,7 @@ async def test_cancel_wakes_a_slow_generation_at_once() -> None:
 
 
 async def test_stop_delay_makes_wait_closed_wait() -> None:
-    generation = ScriptedEngine(Script(tokens=100, rate=100, stop_delay_s=0.1)).generate("hi", OPTIONS)
+    generation = ScriptedEngine(Script(tokens=100, rate=100, stop_delay_s=0.1)).generate(ChatPrompt.user("hi"), OPTIONS)
     await asyncio.sleep(0.02)
     generation.cancel()
     began = time.monotonic()
@@ -98,7 +98,7 @@ async def test_stop_delay_makes_wait_closed_wait() -> None:
 
 async def test_stamps_carry_the_production_time() -> None:
     before = time.monotonic_ns()
-    texts = await read(ScriptedEngine(Script(tokens=3, stamp=True, text="x")).generate("hi", OPTIONS))
+    texts = await read(ScriptedEngine(Script(tokens=3, stamp=True, text="x")).generate(ChatPrompt.user("hi"), OPTIONS))
     times = stamps("".join(texts))
     assert len(times) == 3 and before <= times[0] <= times[1] <= times[2] <= time.monotonic_ns()
     assert all(text.endswith("x") for text in texts)
@@ -115,22 +115,22 @@ def test_directive_round_trip() -> None:
 
 async def test_a_directive_in_the_prompt_overrides_the_engine_script() -> None:
     engine = ScriptedEngine(Script(tokens=2, text="base "))
-    assert await read(engine.generate("plain", OPTIONS)) == ["base ", "base "]
-    assert await read(engine.generate("x [[script tokens=3]]", OPTIONS)) == ["base "] * 3
+    assert await read(engine.generate(ChatPrompt.user("plain"), OPTIONS)) == ["base ", "base "]
+    assert await read(engine.generate(ChatPrompt.user("x [[script tokens=3]]"), OPTIONS)) == ["base "] * 3
     off = ScriptedEngine(Script(tokens=2), directives=False)
-    assert len(await read(off.generate("x [[script tokens=3]]", OPTIONS))) == 2
+    assert len(await read(off.generate(ChatPrompt.user("x [[script tokens=3]]"), OPTIONS))) == 2
 
 
 async def test_a_bad_directive_fails_the_generation() -> None:
-    generation = ScriptedEngine().generate("[[script colour=red]]", OPTIONS)
+    generation = ScriptedEngine().generate(ChatPrompt.user("[[script colour=red]]"), OPTIONS)
     with pytest.raises(ScriptedFailure, match="unknown script key 'colour'"):
         await read(generation)
 
 
 async def test_a_script_can_be_a_function_of_the_prompt() -> None:
     engine = ScriptedEngine(lambda prompt: Script(tokens=len(prompt)))
-    assert len(await read(engine.generate("abcd", OPTIONS))) == 4
-    assert engine.prompts[-1] == "abcd" and engine.prompt_tokens("abcdefghi") == 3
+    assert len(await read(engine.generate(ChatPrompt.user("abcd"), OPTIONS))) == 4
+    assert engine.prompts[-1] == "abcd" and engine.prompt_tokens(ChatPrompt.user("abcdefghi")) == 3
 
 
 async def test_warmup_and_close() -> None:
@@ -138,7 +138,7 @@ async def test_warmup_and_close() -> None:
     with pytest.raises(ScriptedFailure):
         await ScriptedEngine(fail_warmup=True).warmup()
     engine = ScriptedEngine(Script(tokens=10, hang_after=0))
-    generation = engine.generate("hi", OPTIONS)
+    generation = engine.generate(ChatPrompt.user("hi"), OPTIONS)
     await asyncio.wait_for(engine.close(), 1)
     assert generation.cancelled and engine.running == 0 and engine.closed
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from hmt_stream.engine import GenerationOptions
+from hmt_stream.engine import ChatPrompt, GenerationOptions
 from hmt_stream.engine.transformers import TransformersEngine, resolve_dtype
 from hmt_stream.errors import ModelLoadError
 from hmt_stream.prompts import build_prompt
@@ -15,9 +15,20 @@ def test_the_demo_checkpoint_is_the_real_hunyuan_architecture(engine: Transforme
 
 
 def test_prompt_goes_through_the_chat_template_without_a_system_prompt(engine: TransformersEngine) -> None:
-    prompt = build_prompt("你好", "zh", "en")
+    prompt = ChatPrompt.user(build_prompt("你好", "zh", "en"))
     text = engine.tokenizer.decode(engine.prompt_ids(prompt))
     assert text == "<|startoftext|>把下面的文本翻译成英语，不要额外解释。\n\n你好<|extra_0|>"
+
+
+def test_a_continued_prompt_leaves_the_partial_answer_open(engine: TransformersEngine) -> None:
+    asked = ChatPrompt.user(build_prompt("Hello", "en", "fr"))
+    continued = asked.continued("Bonjour, le")
+    assert not continued.add_generation_prompt and continued.continue_final_message
+    text = engine.tokenizer.decode(engine.prompt_ids(continued))
+    # The same prompt, then the partial answer with no end-of-turn token after it: the model writes on.
+    assert text == engine.tokenizer.decode(engine.prompt_ids(asked)) + "Bonjour, le"
+    assert continued.continued(" monde").messages[-1].content == "Bonjour, le monde"
+    assert asked.continued("") is asked
 
 
 def test_cpu_defaults_to_float32() -> None:
@@ -28,14 +39,16 @@ def test_cpu_defaults_to_float32() -> None:
 
 
 async def test_generation_streams_text_deltas(engine: TransformersEngine) -> None:
-    generation = engine.generate(build_prompt("Hello world", "en", "fr"), GenerationOptions(max_new_tokens=30))
+    prompt = ChatPrompt.user(build_prompt("Hello world", "en", "fr"))
+    generation = engine.generate(prompt, GenerationOptions(max_new_tokens=30))
     deltas = [delta async for delta in generation]
     assert deltas and all(deltas)
     assert 1 <= generation.tokens <= 30
 
 
 async def test_cancel_stops_within_two_tokens_and_frees_the_worker(engine: TransformersEngine) -> None:
-    generation = engine.generate(build_prompt("Hello world", "en", "fr"), GenerationOptions(max_new_tokens=400))
+    prompt = ChatPrompt.user(build_prompt("Hello world", "en", "fr"))
+    generation = engine.generate(prompt, GenerationOptions(max_new_tokens=400))
     seen = 0
     async for _ in generation:
         seen += 1
@@ -53,7 +66,8 @@ async def test_8bit_loading_through_bitsandbytes_streams(demo_dir: Path) -> None
     try:
         layer = engine8.model.model.layers[0].mlp.gate_proj
         assert isinstance(layer, Linear8bitLt)
-        generation = engine8.generate(build_prompt("Hello", "en", "de"), GenerationOptions(max_new_tokens=20))
+        prompt = ChatPrompt.user(build_prompt("Hello", "en", "de"))
+        generation = engine8.generate(prompt, GenerationOptions(max_new_tokens=20))
         text = "".join([delta async for delta in generation])
         assert text and generation.tokens >= 1
     finally:
