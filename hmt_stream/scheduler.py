@@ -59,7 +59,7 @@ class Lane:
         self.turn = turn  # when it last gave a slot back (or arrived): the longest-waiting lane goes first
         self.served = False
         self.position = 0
-        self.closes_with_ticket = False
+        self.closed = False  # set by close(), or by the release of a one-ticket lane's ticket
 
     def admit(self) -> Ticket:
         """A ticket in this lane (the lane already has its place: no overload check)."""
@@ -69,7 +69,9 @@ class Lane:
         return ticket
 
     def close(self) -> None:
-        """Leave the line: tickets still waiting are dropped (their wait() never returns)."""
+        """Leave the line: tickets still waiting are dropped (their wait() never returns); the lane is gone once
+        its last slot is released."""
+        self.closed = True
         for ticket in list(self.waiting):
             ticket.release()
         self._scheduler._forget(self)
@@ -107,8 +109,9 @@ class Scheduler:
     def admit(self, on_position: PositionCallback) -> Ticket:
         """A ticket in a lane of its own, which it leaves when released."""
         lane = self.lane(on_position)
-        lane.closes_with_ticket = True
-        return lane.admit()
+        ticket = lane.admit()
+        lane.closed = True
+        return ticket
 
     def _leave(self, ticket: Ticket) -> None:
         lane = ticket.lane
@@ -118,7 +121,7 @@ class Scheduler:
             self.running -= 1
             lane.held -= 1
             lane.turn = next(self._turns)  # it has had its turn: lanes that waited meanwhile go first
-        if lane.closes_with_ticket:
+        if lane.closed:
             self._forget(lane)
         self._dispatch()
 
