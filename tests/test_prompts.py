@@ -1,4 +1,13 @@
-from hmt_stream.prompts import build_prompt, is_mostly_han, uses_chinese_template
+from hmt_stream.prompts import (
+    HUNYUAN_MT,
+    HY_MT15,
+    build_prompt,
+    glossary_hits,
+    is_mostly_han,
+    profile_for,
+    render,
+    uses_chinese_template,
+)
 
 
 def test_zh_to_xx_uses_the_chinese_template_with_the_targets_chinese_name() -> None:
@@ -39,8 +48,6 @@ def test_mostly_han_counts_letters_only() -> None:
 
 # -- profiles: golden prompts for every template (HY-MT1.5's README, Hunyuan-MT-7B's model card) ------------------
 
-from hmt_stream.prompts import HUNYUAN_MT, HY_MT15, glossary_hits, profile_for, render  # noqa: E402
-
 
 def test_hy_mt15_basic_templates() -> None:
     assert render(HY_MT15, "It's on the house.", "en", "zh").text == (
@@ -77,7 +84,8 @@ def test_formatted_template_and_a_glossary_before_it() -> None:
                            "输出格式为：<target>str</target>\n\n<source>Read <s1>the story</s1>.</source>")
     with_terms = render(HY_MT15, "Read <s1>the story</s1>.", "en", "ja", glossary=[("story", "物語")],
                         formatted=True)
-    assert with_terms.text.startswith("参考下面的翻译：\nstory 翻译成 物語\n\n将以下<source></source>之间的文本翻译为日语")
+    assert with_terms.text.startswith("参考下面的翻译：\nstory 翻译成 物語\n\n"
+                                      "将以下<source></source>之间的文本翻译为日语")
 
 
 def test_profiles_by_setting_and_by_model_name() -> None:

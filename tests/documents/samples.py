@@ -16,7 +16,7 @@ PROSE = {
 
 def markdown_document(size: int = 20_000) -> str:
     """Headings, nested lists, a code block, links and bare URLs, CJK, Arabic and Hindi paragraphs, repeated."""
-    sections = []
+    sections: list[str] = []
     number = 0
     while sum(len(section) for section in sections) < size:
         number += 1

@@ -78,9 +78,11 @@ async def test_a_markdown_document_over_sse_and_websocket(client: Any) -> None:
 
 async def test_bad_document_fields_have_stable_codes(client: Any) -> None:
     base = {"text": "Hello.", "source": "en", "target": "fr"}
-    for extra, code in [({"format": "pdf"}, "bad_request"), ({"glossary": {"a": "b"}}, "bad_request"),
+    cases: list[tuple[dict[str, Any], str]] = [
+                        ({"format": "pdf"}, "bad_request"), ({"glossary": {"a": "b"}}, "bad_request"),
                         ({"glossary": [{"source": "", "target": "x"}]}, "bad_request"),
                         ({"glossary": [{"source": "a", "target": "b"}] * 201}, "bad_request"),
-                        ({"context": 5}, "bad_request"), ({"context": "x" * 2001}, "too_long")]:
+                        ({"context": 5}, "bad_request"), ({"context": "x" * 2001}, "too_long")]
+    for extra, code in cases:
         response = await client.post("/api/sessions", json={**base, **extra})
         assert response.status == 400 and (await response.json())["error"]["code"] == code, extra
