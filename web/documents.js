@@ -118,7 +118,6 @@ export class DocumentPanel {
     const fields = {};
     if (this.ui.format.value !== "text") fields.format = this.ui.format.value;
     if (glossary.length) fields.glossary = glossary;
-
     const context = this.ui.context.value.trim();
     if (context) fields.context = context;
     return fields;
