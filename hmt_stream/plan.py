@@ -3,8 +3,9 @@ source language detected when asked for, and what the cache already holds. Built
 
 from __future__ import annotations
 
+import dataclasses
 import html
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from . import errors
@@ -71,9 +72,9 @@ class Planner:
             self._overhead = self.engine.prompt_tokens(ChatPrompt.user(""))
         return max(1, self.engine.prompt_tokens(ChatPrompt.user(text)) - self._overhead)
 
-    def plan(self, request: TranslationRequest, options: GenerationOptions, *, dry_run: bool = False) -> Plan:
-        """Raises `too_long` when a segment's prompt is over max_input_tokens. A dry run leaves the cache's hit
-        and miss counts alone."""
+    def plan(self, request: TranslationRequest, options: GenerationOptions) -> Plan:
+        """Raises `too_long` when a segment's prompt is over max_input_tokens. Touches no shared state but the
+        engine's tokenizer, so it may run in a worker thread; look_up() then asks the cache."""
         language = request.source if request.source != AUTO else "en"
         # Plain text is translated trimmed, as requests always were; a document keeps its outer line breaks.
         text = request.text.strip() if request.format == "text" else request.text
@@ -93,14 +94,12 @@ class Planner:
             detection = best(" ".join(segment.plain for segment in segments)[:DETECT_CHARS])
             source = detection.language if detection is not None else AUTO
         escape = request.format == "html"
-        lookup = self.cache.peek if dry_run else self.cache.get
-        jobs = [self._job(index, segment, request, source, segments[index - 1] if index else None, escape,
-                          options, lookup) for index, segment in enumerate(segments)]
+        jobs = [self._job(index, segment, request, source, segments[index - 1] if index else None, escape, options)
+                for index, segment in enumerate(segments)]
         return Plan(jobs, kept, source, detection, escape)
 
     def _job(self, index: int, segment: Segment, request: TranslationRequest, source: str,
-             previous: Segment | None, escape: bool, options: GenerationOptions,
-             lookup: Callable[[Hashable], str | None]) -> Job:
+             previous: Segment | None, escape: bool, options: GenerationOptions) -> Job:
         text = html.unescape(segment.text) if escape else segment.text
         hits = tuple(glossary_hits(request.glossary, segment.plain))
         # The previous segment's source is context for documents (profiles trained for it), but not part of the
@@ -116,4 +115,9 @@ class Planner:
             raise HmtError(errors.TOO_LONG, f"segment {index + 1} is {tokens} tokens with the prompt; the limit is "
                                             f"{self.max_input_tokens} (generation.max_input_tokens)")
         key = self.cache.key(self.engine.model_id, source, request.target, keyed.text, options)
-        return Job(index, segment, prompt, hits, key, lookup(key))
+        return Job(index, segment, prompt, hits, key, None)
+
+    def look_up(self, plan: Plan, *, dry_run: bool = False) -> Plan:
+        """The plan with what the cache holds for each segment (a dry run counts no hits or misses)."""
+        lookup = self.cache.peek if dry_run else self.cache.get
+        return dataclasses.replace(plan, jobs=[dataclasses.replace(job, cached=lookup(job.key)) for job in plan.jobs])

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["NullObserver", "Observer", "Translator"]
 
+# Longer texts are planned in a worker thread (a 100,000-character document takes a second or so of CPU).
+INLINE_PLAN_CHARS = 4000
+
 
 class NullObserver:
     def first_token(self, seconds: float) -> None: ...
@@ -62,13 +65,21 @@ class Translator:
             return None
         return session
 
-    def submit(self, request: TranslationRequest, *, principal: str = "anonymous",
-               owner: str | None = None) -> TranslationSession:
+    async def start(self, request: TranslationRequest, *, principal: str = "anonymous",
+                    owner: str | None = None) -> TranslationSession:
+        """submit(), with a long document's planning (segmentation, detection, token counts) in a worker thread."""
+        plan = None
+        if len(request.text) > INLINE_PLAN_CHARS and self.accepting:
+            plan = await asyncio.get_running_loop().run_in_executor(None, self.planner.plan, request, self.options)
+        return self.submit(request, principal=principal, owner=owner, plan=plan)
+
+    def submit(self, request: TranslationRequest, *, principal: str = "anonymous", owner: str | None = None,
+               plan: Plan | None = None) -> TranslationSession:
         """Start a session for request; raises HmtError (shutting_down, too_long, rate_limited, overloaded)
         before any session exists. Input that is refused does not count against the caller's rate."""
         if not self.accepting:
             raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
-        plan = self.plan(request)
+        plan = self.planner.look_up(plan or self.planner.plan(request, self.options))
         self._count(principal, request)
         session = TranslationSession(request, owner=owner)
         if not plan.pending:
@@ -86,9 +97,14 @@ class Translator:
         self._watch_readers(session)
         return session
 
+    async def preview(self, request: TranslationRequest) -> Plan:
+        """The plan of request as a dry run (POST /api/prompts): planned in a worker thread, the cache only peeked."""
+        plan = await asyncio.get_running_loop().run_in_executor(None, self.planner.plan, request, self.options)
+        return self.planner.look_up(plan, dry_run=True)
+
     def plan(self, request: TranslationRequest, *, dry_run: bool = False) -> Plan:
         """The segments, their prompts and what the cache holds (raises too_long); nothing is generated."""
-        return self.planner.plan(request, self.options, dry_run=dry_run)
+        return self.planner.look_up(self.planner.plan(request, self.options), dry_run=dry_run)
 
     def _document(self, session: TranslationSession, plan: Plan) -> DocumentRun:
         return DocumentRun(session, plan, engine=self.engine, options=self.options, cache=self.cache,
@@ -130,7 +146,7 @@ class Translator:
     async def translate(self, request: TranslationRequest, *, principal: str = "anonymous",
                         owner: str | None = None) -> TranslationSession:
         """Submit and wait for the terminal event (the one-shot API)."""
-        session = self.submit(request, principal=principal, owner=owner)
+        session = await self.start(request, principal=principal, owner=owner)
         async for _ in session.events(after=session.last_seq):
             pass
         return session

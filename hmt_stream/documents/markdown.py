@@ -9,6 +9,7 @@ from functools import lru_cache
 from markdown_it import MarkdownIt
 
 from .parts import Atom, Close, Inline, Open, Run, Text
+from .segment import lines
 
 # What a line of a paragraph starts with: indentation, blockquote markers, a list marker, a task box.
 _CONTAINER = re.compile(r"^[ \t]*(?:>[ \t]?)*[ \t]*(?:(?:[-+*]|\d{1,9}[.)])(?:[ \t]+|$))?(?:\[[ xX]\][ \t]+)?")
@@ -32,7 +33,7 @@ _INLINE = re.compile(
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    return MarkdownIt("commonmark").enable("table")
+    return MarkdownIt("commonmark").enable("table").disable("inline")  # block structure only: inline is ours
 
 
 def inline(text: str) -> list[Inline]:
@@ -102,7 +103,7 @@ def blocks(text: str) -> list[str | Run]:
             out.append(tuple(run))
             run.clear()
 
-    for number, line in enumerate(body.splitlines(keepends=True)):
+    for number, line in enumerate(lines(body)):
         kind = kinds.get(number)
         content = line.rstrip("\r\n")
         ending = line[len(content):]

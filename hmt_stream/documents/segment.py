@@ -45,15 +45,18 @@ def sentences(text: str, language: str) -> list[str]:
     return [piece for piece in pieces if piece]
 
 
+def lines(text: str) -> list[str]:
+    """text cut after each \n (str.splitlines would also cut at form feeds and other separators)."""
+    return [line for line in re.split(r"(?<=\n)", text) if line]
+
+
 def paragraphs(text: str) -> list[str | Run]:
     """Plain text: every line is a block of its own; line breaks and blank lines are kept."""
     blocks: list[str | Run] = []
-    for line in text.splitlines(keepends=True):
+    for line in lines(text):
         body = line.rstrip("\r\n")
-        if body.strip():
-            blocks.append((Text(body),))
-        if len(body) < len(line):
-            blocks.append(line[len(body):])
+        blocks.append((Text(body),) if body.strip() else body)
+        blocks.append(line[len(body):])
     return blocks
 
 

@@ -17,7 +17,7 @@ from .rest import read_json, translator_of
 async def prompts(request: web.Request) -> web.Response:
     translator = translator_of(request)
     parsed = translator.parse(await read_json(request))
-    plan = translator.plan(parsed, dry_run=True)
+    plan = await translator.preview(parsed)
     detected = None if plan.detection is None else plan.detection.as_dict()
     return web.json_response({
         "profile": translator.planner.profile.name,
