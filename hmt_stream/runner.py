@@ -102,7 +102,8 @@ class DocumentRun:
         return {} if detection is None else {"source": detection.language, "confidence": detection.confidence}
 
     def _done(self) -> None:
-        self.session.append("done", text=self.session.text, cached=not self.plan.pending, tokens=self._tokens,
+        cached = bool(self.plan.jobs) and not self.plan.pending  # text with nothing to translate is not a hit
+        self.session.append("done", text=self.session.text, cached=cached, tokens=self._tokens,
                             ttft_ms=self._ttft or 0.0, elapsed_ms=_ms(self.session.created) if self.plan.pending
                             else 0.0, segments=len(self.plan.jobs), segments_cached=self.plan.cached,
                             **self._detected())

@@ -10,6 +10,7 @@ from . import errors
 from .cache import PhraseCache
 from .engine import Engine, GenerationOptions
 from .errors import HmtError
+from .languages import AUTO
 from .plan import Plan, Planner
 from .prompts import HUNYUAN_MT, Profile
 from .ratelimit import RateLimiter
@@ -67,9 +68,10 @@ class Translator:
 
     async def start(self, request: TranslationRequest, *, principal: str = "anonymous",
                     owner: str | None = None) -> TranslationSession:
-        """submit(), with a long document's planning (segmentation, detection, token counts) in a worker thread."""
+        """submit(), with the planning of a long document or of an unknown source language (segmentation,
+        detection, whose models load on first use, token counts) in a worker thread."""
         plan = None
-        if len(request.text) > INLINE_PLAN_CHARS and self.accepting:
+        if self.accepting and (len(request.text) > INLINE_PLAN_CHARS or request.source == AUTO):
             plan = await asyncio.get_running_loop().run_in_executor(None, self.planner.plan, request, self.options)
         return self.submit(request, principal=principal, owner=owner, plan=plan)
 

@@ -30,6 +30,13 @@ class Restorer:
     def feed(self, delta: str) -> str:
         text = self._pending + delta
         self._pending = ""
+        if not self.segment.formatted:  # no placeholders asked for: only the outer spaces to trim (per token)
+            if not self._started:
+                text = text.lstrip()
+                self._started = bool(text)
+            body = text.rstrip()
+            self._pending = text[len(body):]
+            return html.escape(body, quote=False) if self.escape else body
         out: list[str] = []
         position = 0
         for match in _TAG.finditer(text):

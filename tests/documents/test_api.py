@@ -86,3 +86,8 @@ async def test_bad_document_fields_have_stable_codes(client: Any) -> None:
     for extra, code in cases:
         response = await client.post("/api/sessions", json={**base, **extra})
         assert response.status == 400 and (await response.json())["error"]["code"] == code, extra
+
+
+async def test_text_without_words_comes_back_as_it_is(client: Any) -> None:
+    done = await (await client.post("/api/translate", json={"text": "1234 — 5678", "target": "fr"})).json()
+    assert (done["text"], done["segments"], done["cached"], done["tokens"]) == ("1234 — 5678", 0, False, 0)

@@ -47,7 +47,9 @@ def test_html_escapes_the_models_own_text(escape: bool, expected: str) -> None:
 
 
 def test_a_lone_angle_bracket_is_not_held_forever() -> None:
-    restorer = Restorer(Segment("a"))
+    restorer = Restorer(LINK)
     assert restorer.feed("a < b") == "a < b"
     assert restorer.feed(" <") == ""
-    assert restorer.finish() == " <"
+    assert restorer.finish() == ' <<a href="/x">the story</a><code>x &lt; 1</code>'
+    plain = Restorer(Segment("a"))
+    assert plain.feed("a <") == "a <" and plain.finish() == ""
