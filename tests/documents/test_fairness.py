@@ -86,3 +86,18 @@ async def test_two_documents_take_turns(demo_dir: Path) -> None:
     assert "".join(order[:6]) in ("FSFSFS", "FFSFSF")
     await translator.close()
 
+
+
+async def test_a_long_session_read_by_long_poll_is_not_orphaned(demo_dir: Path) -> None:
+    # Events are always waiting when the poll comes back, so the reader is never seen waiting; each poll must still
+    # count as reading, or the session would be cancelled after the grace period.
+    engine = ScriptedEngine(Script(tokens=40, rate=40.0), directives=False)
+    translator = build_translator(make_settings(demo_dir, session__disconnect_grace_s=0.3), engine)
+    session = translator.submit(TranslationRequest("A long read.", "en", "fr"))
+    after = 0
+    while not session.finished:
+        await asyncio.sleep(0.15)
+        batch = await session.next_batch(after, timeout=0)
+        after = batch[-1].seq if batch else after
+    assert session.log[-1].type == "done"
+    await translator.close()
