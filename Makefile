@@ -33,7 +33,7 @@ test: install test-deps
 	$(PY) -m pytest -v -ra --durations=15 $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check hmt_stream tests bench
+	$(VENV)/bin/ruff check hmt_stream tests bench setup.py
 	$(VENV)/bin/mypy hmt_stream tests bench
 
 bench: install

@@ -32,6 +32,14 @@ def _rate(value: str) -> None:
     parse_many(value)
 
 
+def _storage(value: str) -> None:
+    from limits.storage import SCHEMES  # type: ignore[attr-defined]  # there since limits 3, not re-exported
+
+    scheme, separator, _ = value.partition("://")
+    if not separator or scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ValueError(f"not a storage URI of the limits library: {value!r} (memory://, redis://host:6379, ...)")
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     name: str = setting("tencent/Hunyuan-MT-7B",
@@ -124,7 +132,8 @@ class AuthSettings:
 class LimitSettings:
     rate: str = setting("10/minute", "Translations per principal (API key, token subject, or IP when auth is "
                         "off), in the `limits` library's notation, e.g. '10/minute;100/hour'.", validate=_rate)
-    storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).")
+    storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).",
+                           validate=_storage)
     max_body_bytes: int = setting(65536, "Largest HTTP request body; larger ones are refused with too_large.",
                                   minimum=1024)
     max_ws_frame_bytes: int = setting(65536, "Largest WebSocket message; a larger one closes the socket (1009).",

@@ -2,6 +2,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from hmt_stream import __version__
+
 from .conftest import MakeClient, create, translator_of
 
 
@@ -74,7 +76,7 @@ async def test_languages_health_and_negotiate(make_client: MakeClient) -> None:
     languages = await (await client.get("/api/languages")).json()
     assert len(languages) == 38 and languages[-1] == {"code": "yue", "name": "Cantonese", "zh_name": "粤语"}
     assert await (await client.get("/api/health")).json() == {"status": "ok", "model": "demo", "demo": True,
-                                                               "ready": True}
+                                                               "ready": True, "version": __version__}
     negotiate = await (await client.get("/api/negotiate")).json()
     assert [t["name"] for t in negotiate["transports"]] == ["websocket", "sse", "poll"]
     assert negotiate["heartbeat_s"] == 15 and negotiate["poll_timeout_s"] == 20 and negotiate["demo"] is True
