@@ -1,4 +1,4 @@
-"""The whole server as a process: SIGTERM with translations in flight."""
+"""The whole server: SIGTERM with translations in flight (a real process), draining, the page's folder."""
 
 import asyncio
 import json
@@ -11,8 +11,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from limits.errors import ConfigurationError
 
+from hmt_stream.app import WEB_DIRS, build_translator
+from hmt_stream.engine.transformers import TransformersEngine
+
+from .conftest import MakeClient, make_settings
 from .nginx import free_port
+from .transports.conftest import LONG, create, translator_of
 
 ROOT = Path(__file__).resolve().parent.parent
 # Greedy decoding on the demo model: these prompts run to max_new_tokens (seconds of generation).
@@ -121,3 +127,65 @@ async def test_sigterm_lets_translations_finish_within_the_grace_time(tmp_path: 
             await process.wait()
     output = (await process.stdout.read()).decode() if process.stdout else ""
     assert "Traceback" not in output, output
+
+
+# -- in process: draining, the page's folder, the rate limiter's storage ----------------------------------------
+
+BODY = {"text": "Hello there, how are you?", "source": "en", "target": "fr"}
+
+
+async def test_while_draining_new_translations_are_refused_on_every_transport(make_client: MakeClient) -> None:
+    client = await make_client(**LONG, session__disconnect_grace_s=600)  # nobody reads the running session
+    translator = translator_of(client)
+    running = translator.store.get(await create(client))
+    assert running is not None
+    draining = asyncio.create_task(translator.drain(60))
+    await asyncio.sleep(0)
+    for path in ("/api/sessions", "/api/translate"):
+        response = await client.post(path, json=BODY)
+        assert response.status == 503 and int(response.headers["Retry-After"]) >= 1, path
+        assert (await response.json())["error"]["code"] == "shutting_down", path
+    async with client.ws_connect("/ws") as ws:
+        assert json.loads((await ws.receive()).data)["type"] == "hello"
+        await ws.send_json({"type": "translate", **BODY, "ref": "late"})
+        refused = json.loads((await ws.receive()).data)
+        assert (refused["type"], refused["code"], refused["ref"]) == ("error", "shutting_down", "late")
+    assert not draining.done() and not running.finished  # the drain waits for what was running
+    running.cancel()  # (test_sigterm… lets one finish)
+    await asyncio.wait_for(draining, 60)
+    assert running.state == "cancelled" and len(translator.store) == 1
+
+
+async def test_a_one_shot_translation_cut_short_by_shutdown_answers_503(make_client: MakeClient) -> None:
+    client = await make_client(**LONG)
+    translator = translator_of(client)
+    answer = asyncio.ensure_future(client.post("/api/translate", json=BODY))
+    while not any(session.state == "running" for session in translator.store.all()):
+        await asyncio.sleep(0.01)
+    await translator.drain(0)  # no grace: cancelled at once
+    response = await asyncio.wait_for(answer, 60)
+    assert response.status == 503 and (await response.json())["error"]["code"] == "shutting_down"
+
+
+async def test_server_web_dir_serves_another_page(make_client: MakeClient, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>ours</title>")
+    (tmp_path / "ours.css").write_text("body { color: teal }")
+    client = await make_client(server__web_dir=str(tmp_path))
+    assert await (await client.get("/")).text() == "<!doctype html><title>ours</title>"
+    assert await (await client.get("/static/ours.css")).text() == "body { color: teal }"
+    assert (await client.get("/static/app.js")).status == 404  # not the page that comes with hmt-stream
+
+
+async def test_the_page_and_its_files_need_no_credentials_with_auth_on(make_client: MakeClient) -> None:
+    client = await make_client(auth__enabled=True, auth__api_keys=("a-key-long-enough-for-any-rule-0123",))
+    for path, name in (("/", "index.html"), ("/static/app.js", "app.js"), ("/static/style.css", "style.css")):
+        response = await client.get(path)
+        assert response.status == 200 and await response.read() == (WEB_DIRS[1] / name).read_bytes(), path
+    assert (await client.post("/api/sessions", json=BODY)).status == 401  # while the API asks for a key
+
+
+def test_the_rate_limiter_keeps_its_counters_in_the_configured_storage(demo_dir: Path,
+                                                                       engine: TransformersEngine) -> None:
+    # No memcached client library here: the limiter fails to build, which shows it was given this storage.
+    with pytest.raises(ConfigurationError, match="pymemcache"):
+        build_translator(make_settings(demo_dir, limits__storage="memcached://127.0.0.1:1"), engine)

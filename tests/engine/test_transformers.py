@@ -182,8 +182,8 @@ async def test_model_revision_picks_that_snapshot_from_the_hub_cache(tmp_path: P
     settings = Settings().replace({"model.name": "hmt-test/demo", "model.revision": "v2", "model.device": "cpu",
                                    "model.local_files_only": True})
     loaded = load_engine(settings)
-    assert isinstance(loaded, TransformersEngine) and loaded.model_id == "hmt-test/demo"
-    assert len(loaded.model.model.layers) == 2
+    assert loaded.model_id == "hmt-test/demo"
+    assert len(loaded.model.model.layers) == 2  # type: ignore[attr-defined]  # whichever local engine it is
     await loaded.close()
     # Without a default branch in the cache: v2 is still found there, and the default is not.
     (repo / "refs" / "main").unlink()

@@ -61,3 +61,20 @@ async def test_polling_a_live_session_yields_exactly_its_log(client: TestClient[
     session = translator_of(client).store.get(session_id)
     assert session is not None
     assert events == [e.as_dict() for e in session.log]
+
+
+async def test_without_a_timeout_a_poll_waits_poll_timeout_s(make_client: MakeClient) -> None:
+    client = await make_client(transports__poll_timeout_s=5.0, transports__poll_timeout_max_s=30.0)
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="p4")
+    translator_of(client).store.add(session)
+    pending = asyncio.ensure_future(client.get("/api/sessions/p4/events?after=0"))
+    while session.readers == 0:  # it waits, as a reader (it would answer at once with no wait)
+        assert not pending.done(), await (await pending).json()
+        await asyncio.sleep(0.01)
+    session.append("started")
+    assert [e["seq"] for e in (await (await pending).json())["events"]] == [1]
+    short = await make_client(transports__poll_timeout_s=0.2, transports__poll_timeout_max_s=30.0)
+    translator_of(short).store.add(TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="p5"))
+    # It gives up after poll_timeout_s, well before the longest wait a client may ask for.
+    page = await asyncio.wait_for(short.get("/api/sessions/p5/events?after=0"), 10)
+    assert await page.json() == {"events": [], "next": 0, "done": False}

@@ -1,10 +1,15 @@
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from hmt_stream import __version__
+from hmt_stream.app import create_app
+from hmt_stream.engine.scripted import Script, ScriptedEngine
 
+from ..conftest import make_settings
 from .conftest import MakeClient, create, translator_of
+from .readers import read_poll
 
 
 async def test_create_returns_the_session_and_its_events_url(client: TestClient[Any, Any]) -> None:
@@ -85,3 +90,14 @@ async def test_languages_health_and_negotiate(make_client: MakeClient) -> None:
     negotiate = await (await limited.get("/api/negotiate")).json()
     assert [t["name"] for t in negotiate["transports"]] == ["poll"]
     assert (await limited.get("/ws")).status == 404
+
+
+async def test_a_model_failure_is_a_500_with_model_error(aiohttp_client: Any, demo_dir: Path) -> None:
+    # Fault injection: the scripted engine (not a model) fails after two tokens.
+    app = create_app(make_settings(demo_dir, cache__enabled=False), engine=ScriptedEngine(Script(fail_after=2)))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    response = await client.post("/api/translate", json={"text": "Fails half way", "target": "fr"})
+    assert response.status == 500 and (await response.json())["error"]["code"] == "model_error"
+    session_id = await create(client, "Fails as a session")  # the server goes on serving
+    events = await read_poll(client, session_id, 0, None)
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "model_error"

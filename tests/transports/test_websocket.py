@@ -140,3 +140,11 @@ async def test_the_app_level_heartbeat(make_client: MakeClient) -> None:
     message = await asyncio.wait_for(ws.receive(), 5)
     assert json.loads(message.data) == {"type": "ping"}
     await ws.close()
+
+
+async def test_frames_are_not_compressed_even_when_the_client_offers_deflate(client: TestClient[Any, Any]) -> None:
+    # Token frames are tiny: deflate would cost CPU and a compressor's memory per socket and save nothing.
+    ws = await client.ws_connect("/ws", compress=15)  # offers permessage-deflate
+    assert ws.compress == 0  # what the server agreed to: no extension
+    assert (await receive(ws))["type"] == "hello"
+    await ws.close()
