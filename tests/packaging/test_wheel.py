@@ -102,20 +102,16 @@ def imported_modules(script: str, url: str) -> set[str]:
             for name in re.findall(r'''(?:from|import)\s*\(?\s*["'](\.?/[^"']+)["']''', script)}
 
 
-def test_the_installed_wheel_serves_the_page_and_translates(dist: Path, tmp_path: Path, demo_dir: Path) -> None:
-    bin_dir = fresh_venv(tmp_path / "venv")
-    run(bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "--quiet",
-        wheel_of(dist))
-    where = run(bin_dir / "python", "-c", "import hmt_stream; print(hmt_stream.__file__)", cwd=tmp_path)
-    assert Path(where.strip()).is_relative_to(tmp_path / "venv"), where
-    assert run(bin_dir / "hmt-stream", "--version", cwd=tmp_path) == f"hmt-stream {__version__}\n"
-
-    folder = tmp_path / "elsewhere"  # no config.toml, no web/ folder here: only what the wheel brought
-    folder.mkdir()
+def serve(command: list[str | Path], cwd: Path, demo_dir: Path) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HMT_MODEL_DEMO_DIR": str(demo_dir)}
-    process = subprocess.Popen([bin_dir / "hmt-stream", "serve", "--model", "demo", "--port", str(port)],
-                               cwd=folder, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "HMT_MODEL_DEMO_DIR": str(demo_dir)}
+    process = subprocess.Popen([*command, "serve", "--model", "demo", "--port", str(port)], cwd=cwd, env=env,
+                               text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return process, port
+
+
+def check_page_and_translation(process: subprocess.Popen[str], port: int) -> None:
+    """/ and every file it references (and they import) are this checkout's web/ files; one translation works."""
     try:
         health = wait_for_health(process, port)
         assert health["version"] == __version__ and health["demo"] is True
@@ -138,6 +134,25 @@ def test_the_installed_wheel_serves_the_page_and_translates(dist: Path, tmp_path
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert "Traceback" not in output, output
+
+
+def test_the_installed_wheel_serves_the_page_and_translates(dist: Path, tmp_path: Path, demo_dir: Path) -> None:
+    bin_dir = fresh_venv(tmp_path / "venv")
+    run(bin_dir / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "--quiet",
+        wheel_of(dist))
+    where = run(bin_dir / "python", "-c", "import hmt_stream; print(hmt_stream.__file__)", cwd=tmp_path)
+    assert Path(where.strip()).is_relative_to(tmp_path / "venv"), where
+    assert run(bin_dir / "hmt-stream", "--version", cwd=tmp_path) == f"hmt-stream {__version__}\n"
+    folder = tmp_path / "elsewhere"  # no config.toml, no web/ folder here: only what the wheel brought
+    folder.mkdir()
+    check_page_and_translation(*serve([bin_dir / "hmt-stream"], folder, demo_dir))
+
+
+def test_a_checkout_that_is_not_installed_serves_its_own_web_folder(dist: Path, tmp_path: Path,
+                                                                    demo_dir: Path) -> None:
+    bin_dir = fresh_venv(tmp_path / "venv")  # hmt_stream is not importable there, except from the current folder
+    checkout = dist / "source"
+    check_page_and_translation(*serve([bin_dir / "python", "-m", "hmt_stream"], checkout, demo_dir))
 
 
 def translate(url: str) -> dict[str, Any]:
