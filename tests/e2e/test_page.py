@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import Page
 
 from .conftest import LONG, Pages, Serve
 from .helpers import fill_form, output, session_id, status, text, translate, transport, wait_finished, wait_output
@@ -215,8 +216,11 @@ def test_cmd_enter_escape_and_the_20_entry_history(serve: Serve, pages: Pages) -
     server = serve()
     old = [{"text": f"old {i}", "source": "en", "target": "de", "translation": f"alt {i}", "at": 1000 - i}
            for i in range(20)]  # newest first, as the page keeps them: "old 19" is the oldest
-    page = pages.open(server.url, setup=lambda page: page.add_init_script(
-        f"localStorage.setItem('hmt-stream.history', {json.dumps(json.dumps(old))})"))
+
+    def seed(page: Page) -> None:
+        page.add_init_script(f"localStorage.setItem('hmt-stream.history', {json.dumps(json.dumps(old))})")
+
+    page = pages.open(server.url, setup=seed)
     assert page.locator("#history li").count() == 20
 
     # Cmd+Enter (macOS) translates, like Ctrl+Enter; the new entry pushes the oldest out of the 20.
