@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from limits.errors import ConfigurationError
 
-from hmt_stream.app import WEB_DIRS, build_translator
+from hmt_stream.app import WEB_DIRS, build_translator, create_app
+from hmt_stream.engine.scripted import Script, ScriptedEngine
 from hmt_stream.engine.transformers import TransformersEngine
 
 from .conftest import MakeClient, make_settings
@@ -82,13 +83,13 @@ async def refused(url: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("grace,expected", [("0.5", "cancelled"), ("60", "done")])
+@pytest.mark.parametrize("grace,expected", [("0.5", "cancelled"), ("600", "done")])
 async def test_sigterm_lets_translations_finish_within_the_grace_time(tmp_path: Path, grace: str,
                                                                       expected: str) -> None:
     tokens = "6000" if expected == "cancelled" else "600"
-    # A heartbeat every second: aiohttp's WebSocket pings fall inside the drain (they once cut sockets with 1006).
+    # Heartbeats every 2 s, so that aiohttp's WebSocket pings fall inside the drain (see the test below).
     process, url = await start(tmp_path, HMT_LIMITS_SHUTDOWN_GRACE_S=grace, HMT_GENERATION_MAX_NEW_TOKENS=tokens,
-                               HMT_TRANSPORTS_HEARTBEAT_S="1")
+                               HMT_TRANSPORTS_HEARTBEAT_S="2")
     try:
         async with aiohttp.ClientSession() as http:
             body = {"text": LONG_TEXT, "source": "en", "target": "fr"}
@@ -132,6 +133,24 @@ async def test_sigterm_lets_translations_finish_within_the_grace_time(tmp_path: 
 # -- in process: draining, the page's folder, the rate limiter's storage ----------------------------------------
 
 BODY = {"text": "Hello there, how are you?", "source": "en", "target": "fr"}
+
+
+async def test_a_websocket_gets_its_last_events_when_the_drain_outlasts_a_heartbeat(aiohttp_client: Any,
+                                                                                     demo_dir: Path) -> None:
+    """Once shutdown starts, aiohttp drops what clients send, their pongs too; its heartbeat once closed such
+    sockets (1006) mid-drain. Fault injection: a scripted engine (not a model) whose translation takes 3 s on any
+    machine, so the drain spans pings (every second here) and the pong deadlines after them."""
+    settings = make_settings(demo_dir, transports__heartbeat_s=1.0, limits__shutdown_grace_s=60)
+    client = await aiohttp_client(create_app(settings, engine=ScriptedEngine(Script(tokens=12, rate=4))))
+    ws = await client.ws_connect("/ws")
+    assert json.loads((await ws.receive()).data)["type"] == "hello"
+    await ws.send_json({"type": "translate", **BODY})
+    while json.loads((await ws.receive()).data)["type"] != "delta":
+        pass
+    reader = asyncio.create_task(ws_messages(ws))
+    await client.server.close()  # what SIGTERM does: stop listening, drain, close the sockets
+    types = await asyncio.wait_for(reader, 30)
+    assert types[-1] == "done" and ws.close_code == 1001, (types[-3:], ws.close_code)
 
 
 async def test_while_draining_new_translations_are_refused_on_every_transport(make_client: MakeClient) -> None:
