@@ -27,6 +27,13 @@ async def test_events_replay_then_follow_live_and_stop_after_the_terminal_event(
     assert await _collect(session, after=4) == []
 
 
+async def test_cancelling_a_session_nothing_generates_for_ends_it_at_once() -> None:
+    session = TranslationSession(REQUEST)
+    assert session.cancel()
+    assert [(e.seq, e.type) for e in session.log] == [(1, "cancelled")] and session.state == "cancelled"
+    assert session.finished and not session.cancel()
+
+
 async def test_nothing_is_appended_after_the_terminal_event() -> None:
     session = TranslationSession(REQUEST)
     session.append("cancelled")
@@ -53,6 +60,7 @@ async def test_the_store_evicts_a_finished_session_after_retention() -> None:
     while store.get(session.id) is not None:
         await asyncio.sleep(0.05)
     assert time.monotonic() - finished > 0.9 and len(store) == 0  # (not before its time; no upper bound)
+    assert store._timers == {}  # nothing kept for it
 
 
 async def _collect(session: TranslationSession, after: int) -> list:  # type: ignore[type-arg]

@@ -1,3 +1,5 @@
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +103,11 @@ async def test_a_model_failure_is_a_500_with_model_error(aiohttp_client: Any, de
     session_id = await create(client, "Fails as a session")  # the server goes on serving
     events = await read_poll(client, session_id, 0, None)
     assert events[-1]["type"] == "error" and events[-1]["code"] == "model_error"
+
+
+async def test_negotiate_answers_exactly_what_the_protocol_doc_shows(client: TestClient[Any, Any]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    block = re.search(r"`GET /api/negotiate` answers.*?```json\n(.*?)```", doc, flags=re.S)
+    assert block is not None
+    shown = json.loads(block[1])
+    assert await (await client.get("/api/negotiate")).json() == {**shown, "demo": True}  # the demo model here
