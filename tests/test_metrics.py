@@ -16,6 +16,8 @@ async def test_metrics_count_traffic_sessions_cache_latency_tokens_and_errors(ma
     body = {"text": "Measured", "source": "en", "target": "fr"}
     async with client.ws_connect("/ws") as ws:
         await ws.receive()
+        await ws.send_json({"type": "fly"})  # an error over the socket
+        assert json.loads((await ws.receive()).data)["code"] == "bad_request"
         await ws.send_json({"type": "translate", **body})
         while json.loads((await ws.receive()).data)["type"] != "done":
             pass
@@ -38,6 +40,7 @@ async def test_metrics_count_traffic_sessions_cache_latency_tokens_and_errors(ma
     assert got[("hmt_tokens_generated_total", ())] >= got[("hmt_inter_token_seconds_count", ())]
     assert got[("hmt_sessions_finished_total", (("state", "done"),))] == 2
     assert got[("hmt_errors_total", (("code", "unsupported_language"),))] == 1
+    assert got[("hmt_errors_total", (("code", "bad_request"),))] == 1
     assert got[("hmt_sessions_active", ())] == 0 and got[("hmt_sessions_queued", ())] == 0
 
 

@@ -8,6 +8,7 @@ from aiohttp.test_utils import TestClient
 from hmt_stream import __version__
 from hmt_stream.app import create_app
 from hmt_stream.engine.scripted import Script, ScriptedEngine
+from hmt_stream.engine.transformers import TransformersEngine
 
 from ..conftest import make_settings
 from .conftest import MakeClient, create, translator_of
@@ -58,6 +59,7 @@ async def test_snapshot_and_delete_cancels(make_client: MakeClient) -> None:
     session_id = await create(client)
     response = await client.delete(f"/api/sessions/{session_id}")
     assert response.status == 200
+    assert (await response.json())["session"] == session_id  # its snapshot
     session = translator_of(client).store.get(session_id)
     assert session is not None
     await session.next_batch(session.last_seq, 10)  # the cancelled event follows once generation has stopped
@@ -111,3 +113,12 @@ async def test_negotiate_answers_exactly_what_the_protocol_doc_shows(client: Tes
     assert block is not None
     shown = json.loads(block[1])
     assert await (await client.get("/api/negotiate")).json() == {**shown, "demo": True}  # the demo model here
+
+
+async def test_with_a_real_model_nothing_says_demo(aiohttp_client: Any, demo_dir: Path,
+                                                  engine: TransformersEngine) -> None:
+    # The demo checkpoint's weights, loaded as a real model would be: the flag follows the engine, not the name.
+    real = TransformersEngine(engine.model, engine.tokenizer, model_id="some/model", demo=False, workers=1)
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(make_settings(demo_dir), engine=real))
+    assert (await (await client.get("/api/health")).json())["demo"] is False
+    assert (await (await client.get("/api/negotiate")).json())["demo"] is False
