@@ -132,3 +132,15 @@ async def test_a_websocket_that_stops_reading_is_dropped_and_the_session_resumes
         assert json.loads(message.data)["type"] != "done"
     print(f"stalled WebSocket got {got} of {session.last_seq} events before the drop")
     assert got < session.last_seq
+
+
+async def test_a_client_that_answers_no_protocol_ping_is_dropped(make_client: MakeClient) -> None:
+    # A peer that vanished without a FIN (a dead network path) answers no WebSocket ping: aiohttp's heartbeat
+    # closes it after half a heartbeat. (The app-level pings only show the page that the server is alive.)
+    client = await make_client(transports__heartbeat_s=1.0)
+    ws = await client.ws_connect("/ws", autoping=False)
+    while (message := await asyncio.wait_for(ws.receive(), 15)).type in (aiohttp.WSMsgType.TEXT,
+                                                                           aiohttp.WSMsgType.PING):
+        pass  # read everything, answer nothing
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING), message
+    await ws.close()

@@ -95,3 +95,11 @@ async def test_events_already_there_are_answered_at_once_and_each_waiting_poll_i
     session.append("delta", text="x")
     for poll in waiting:
         assert [e["seq"] for e in (await (await poll).json())["events"]] == [2]
+
+
+async def test_without_after_a_poll_starts_at_the_beginning(client: TestClient[Any, Any]) -> None:
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="p7")
+    translator_of(client).store.add(session)
+    session.append("started")
+    page = await (await client.get("/api/sessions/p7/events?timeout=0")).json()
+    assert [e["seq"] for e in page["events"]] == [1]

@@ -205,3 +205,15 @@ async def test_sessions_started_over_the_socket_belong_to_its_key(make_client: M
         assert [e["seq"] for e in await until_terminal(ws)] == [e["seq"] for e in events]
     assert (await client.get(f"/api/sessions/{session_id}", headers=theirs)).status == 404
     assert (await client.get(f"/api/sessions/{session_id}", headers=mine)).status == 200
+
+
+async def test_the_exact_frames_of_the_server_s_own_messages(make_client: MakeClient) -> None:
+    client = await make_client(transports__heartbeat_s=1.0)
+    ws = await client.ws_connect("/ws")
+    assert (await ws.receive()).data == '{"type":"hello","heartbeat_s":1.0}'
+    assert (await asyncio.wait_for(ws.receive(), 10)).data == '{"type":"ping"}'
+    await ws.send_json({"type": "ping"})
+    while (message := await asyncio.wait_for(ws.receive(), 10)).data == '{"type":"ping"}':
+        pass
+    assert message.data == '{"type":"pong"}'
+    await ws.close()
