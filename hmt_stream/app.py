@@ -15,6 +15,7 @@ from .cache import PhraseCache
 from .config import Settings
 from .documents.detect import detector
 from .engine import Engine, load_engine, options_from
+from .errors import ConfigError
 from .keys import AUTHENTICATOR, ENGINE, METRICS, SETTINGS, TRANSLATOR
 from .metrics import Metrics
 from .prompts import profile_for
@@ -25,8 +26,29 @@ from .translator import Observer, Translator
 
 log = logging.getLogger(__name__)
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Installed from a wheel, the page is inside the package (setup.py copies it there); in a checkout, installed
+# editable or not at all, it is the web/ folder beside the package.
+WEB_DIRS = (PACKAGE_DIR / "web", PACKAGE_DIR.parent / "web")
 WEB_ROOT = web.AppKey("web_root", Path)
+
+
+def web_root(configured: str) -> Path:
+    """The folder the page is served from: server.web_dir, else the page that came with the package. Raises
+    ConfigError, naming what to do, when its index.html cannot be read."""
+    if configured:
+        root = Path(configured).expanduser()
+        advice = "point server.web_dir at a folder that holds the page's index.html"
+    else:
+        root = next((folder for folder in WEB_DIRS if (folder / "index.html").exists()), WEB_DIRS[0])
+        advice = "reinstall hmt-stream, or point server.web_dir at a copy of its web/ folder"
+    try:
+        (root / "index.html").open("rb").close()
+    except OSError as exc:
+        key = "server.web_dir: " if configured else ""
+        raise ConfigError(f"{key}cannot serve the web page: {root / 'index.html'}: {exc.strerror or exc}; {advice}") \
+            from None
+    return root
 
 
 def build_translator(settings: Settings, engine: Engine, observer: Observer | None = None) -> Translator:
@@ -89,7 +111,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app[METRICS] = Metrics()
     if engine is not None:
         app[ENGINE] = engine
-    app[WEB_ROOT] = Path(settings.server.web_dir).expanduser() if settings.server.web_dir else WEB_DIR
+    app[WEB_ROOT] = web_root(settings.server.web_dir)
     app.cleanup_ctx.append(_engine_context)
     app.on_shutdown.append(_drain)  # before the transports' own shutdown, which closes what is left open
     app.middlewares.append(app[METRICS].middleware)

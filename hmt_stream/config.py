@@ -32,6 +32,14 @@ def _rate(value: str) -> None:
     parse_many(value)
 
 
+def _storage(value: str) -> None:
+    from limits.storage import SCHEMES  # type: ignore[attr-defined]  # there since limits 3, not re-exported
+
+    scheme, separator, _ = value.partition("://")
+    if not separator or scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ValueError(f"not a storage URI of the limits library: {value!r} (memory://, redis://host:6379, ...)")
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     name: str = setting("tencent/Hunyuan-MT-7B",
@@ -131,7 +139,8 @@ class LimitSettings:
                         "off), in the `limits` library's notation, e.g. '10/minute;100/hour'.", validate=_rate)
     chars_per_minute: int = setting(200000, "Characters of text per principal and minute (documents count by "
                                     "their length, not as one translation); 0 for no limit.", minimum=0)
-    storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).")
+    storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).",
+                           validate=_storage)
     max_body_bytes: int = setting(1048576, "Largest HTTP request body (a 100,000-character document in UTF-8 JSON "
                                   "fits); larger ones are refused with too_large.", minimum=1024)
     max_ws_frame_bytes: int = setting(1048576, "Largest WebSocket message; a larger one closes the socket (1009).",

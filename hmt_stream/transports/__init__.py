@@ -22,6 +22,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     if settings.transports.websocket:
         app[websocket.CONNECTIONS] = set()
         app.router.add_get("/ws", websocket.handler)
+        app.on_shutdown.insert(0, websocket.stop_protocol_pings)  # before the translator's drain (app.py)
         app.on_shutdown.append(websocket.shutdown)
 
 

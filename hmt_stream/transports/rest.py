@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import errors
+from .. import __version__, errors
 from ..errors import HmtError
 from ..keys import METRICS, SETTINGS, TRANSLATOR
 from ..languages import LANGUAGES
@@ -113,6 +113,7 @@ async def health(request: web.Request) -> web.Response:
         "model": request.app[SETTINGS].model.name,
         "demo": bool(translator and translator.engine.demo),
         "ready": translator is not None,
+        "version": __version__,
     })
 
 

@@ -222,6 +222,15 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def stop_protocol_pings(app: web.Application) -> None:
+    """First on shutdown, before the drain. Once stopping, aiohttp drops whatever arrives on an open connection
+    (Server.pre_shutdown), the client's pongs included, so its heartbeat would close each socket (1006) half a
+    heartbeat after its next ping, in the middle of the events still due. aiohttp has no public switch for it."""
+    for connection in app[CONNECTIONS]:
+        connection.ws._heartbeat = None
+        connection.ws._cancel_heartbeat()
+
+
 async def shutdown(app: web.Application) -> None:
     """After the sessions have ended: let each socket send what is left, then close it as going away."""
     connections: set[Connection] = app[CONNECTIONS]

@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import Page
 
 from .conftest import LONG, Pages, Serve
 from .helpers import fill_form, output, session_id, status, text, translate, transport, wait_finished, wait_output
@@ -208,4 +209,36 @@ def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, sho
     assert transport(page) == "websocket"
     stored = page.evaluate("JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})")
     assert "e2e-key" not in stored
+    assert pages.errors == []
+
+
+def test_cmd_enter_escape_and_the_20_entry_history(serve: Serve, pages: Pages) -> None:
+    server = serve()
+    old = [{"text": f"old {i}", "source": "en", "target": "de", "translation": f"alt {i}", "at": 1000 - i}
+           for i in range(20)]  # newest first, as the page keeps them: "old 19" is the oldest
+
+    def seed(page: Page) -> None:
+        page.add_init_script(f"localStorage.setItem('hmt-stream.history', {json.dumps(json.dumps(old))})")
+
+    page = pages.open(server.url, setup=seed)
+    assert page.locator("#history li").count() == 20
+
+    # Cmd+Enter (macOS) translates, like Ctrl+Enter; the new entry pushes the oldest out of the 20.
+    fill_form(page, TEXT, "en", "fr")
+    page.focus("#input")
+    page.keyboard.press("Meta+Enter")
+    assert wait_finished(page) == "done"
+    history = json.loads(page.evaluate("localStorage.getItem('hmt-stream.history')"))
+    assert [item["text"] for item in history] == [TEXT] + [f"old {i}" for i in range(19)]
+    assert page.locator("#history li").count() == 20
+
+    # Escape stops a running translation, on the server too.
+    long = serve(**{**LONG, "generation__max_new_tokens": 2000})
+    page = pages.open(long.url)
+    translate(page, "Please keep talking for a long while.", "en", "de")
+    wait_output(page, 40)
+    page.focus("#input")
+    page.keyboard.press("Escape")
+    assert wait_finished(page) == "cancelled"
+    assert long.get_json(f"/api/sessions/{session_id(page)}")["state"] == "cancelled"
     assert pages.errors == []
