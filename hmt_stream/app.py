@@ -31,13 +31,17 @@ def build_translator(settings: Settings, engine: Engine, observer: Observer | No
     return Translator(
         engine,
         options=options_from(settings),
-        scheduler=Scheduler(settings.scheduler.max_concurrent, settings.scheduler.max_queue),
-        cache=PhraseCache(settings.cache.max_entries, settings.cache.ttl_s, enabled=settings.cache.enabled),
+        scheduler=Scheduler(settings.scheduler.max_concurrent, settings.scheduler.max_queue,
+                            max_per_owner=settings.scheduler.max_per_client),
+        cache=PhraseCache(settings.cache.max_entries, settings.cache.ttl_s, enabled=settings.cache.enabled,
+                          shared=settings.cache.shared),
         store=MemorySessionStore(settings.session.retention_s),
         max_chars=settings.generation.max_chars,
         max_input_tokens=settings.generation.max_input_tokens,
         disconnect_grace_s=settings.session.disconnect_grace_s,
         limiter=RateLimiter(settings.limits.rate, settings.limits.storage),
+        refusals=RateLimiter(settings.limits.refusal_rate, settings.limits.storage, what="refused requests",
+                             advice="fix the input before sending more"),
         observer=observer,
     )
 

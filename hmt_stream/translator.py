@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ class Translator:
     def __init__(self, engine: Engine, *, options: GenerationOptions, scheduler: Scheduler, cache: PhraseCache,
                  store: SessionStore, max_chars: int, max_input_tokens: int,
                  disconnect_grace_s: float = 20.0, limiter: RateLimiter | None = None,
-                 observer: Observer | None = None) -> None:
+                 refusals: RateLimiter | None = None, observer: Observer | None = None) -> None:
         self.engine = engine
         self.options = options
         self.scheduler = scheduler
@@ -56,6 +57,7 @@ class Translator:
         self.max_input_tokens = max_input_tokens
         self.disconnect_grace_s = disconnect_grace_s
         self.limiter = limiter
+        self.refusals = refusals  # refused requests per principal: a client that keeps sending them is cut off
         self.observer: Observer = observer or NullObserver()
         self.accepting = True
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
@@ -74,10 +76,15 @@ class Translator:
     def submit(self, request: TranslationRequest, *, principal: str = "anonymous",
                owner: str | None = None) -> TranslationSession:
         """Start a session for request; raises HmtError (shutting_down, too_long, rate_limited, overloaded)
-        before any session exists. Input that is refused does not count against the caller's rate."""
+        before any session exists. Requests that are refused do not count against the caller's rate: only a
+        translation served (or answered from the cache) does. The cheap checks come before the tokenizer."""
         if not self.accepting:
             raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
-        key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, self.options)
+        for limiter in (self.limiter, self.refusals):
+            if limiter is not None:
+                limiter.check(principal)
+        key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, self.options,
+                             self.cache.scope(owner))
         cached = self.cache.get(key)
         if cached is not None:
             self._count(principal)
@@ -89,11 +96,13 @@ class Translator:
         prompt = ChatPrompt.user(build_prompt(request.text, request.source, request.target))
         tokens = self.engine.prompt_tokens(prompt)
         if tokens > self.max_input_tokens:
+            if self.refusals is not None:
+                self.refusals.count(principal)
             raise HmtError(errors.TOO_LONG,
                            f"the text is {tokens} tokens with the prompt; the limit is {self.max_input_tokens}")
-        self._count(principal)
         session = TranslationSession(request, owner=owner)
-        ticket = self.scheduler.admit(lambda position: session.append("queued", position=position))
+        ticket = self.scheduler.admit(lambda position: session.append("queued", position=position), owner=principal)
+        self._count(principal)
         self.store.add(session)
         task = asyncio.create_task(self._run(session, prompt, ticket, key), name=f"session-{session.id}")
         self._tasks.add(task)
@@ -105,7 +114,7 @@ class Translator:
 
     def _count(self, principal: str) -> None:
         if self.limiter is not None:
-            self.limiter.hit(principal)
+            self.limiter.count(principal)
 
     def _watch_readers(self, session: TranslationSession) -> None:
         """Cancel a session nobody reads any more, once the grace period has passed without a reader."""
@@ -177,9 +186,12 @@ class Translator:
             session.append("cancelled")
             self.observer.finished("cancelled", generation.tokens)
             return
-        except Exception as exc:
-            log.exception("generation failed for session %s", session.id)
-            session.append("error", code=errors.MODEL_ERROR.code, message=f"generation failed: {exc}")
+        except Exception:
+            # The exception's text may hold paths, memory figures or other users' input: it goes to the log only.
+            error_id = secrets.token_hex(4)
+            log.exception("generation failed for session %s (error id %s)", session.id, error_id)
+            session.append("error", code=errors.MODEL_ERROR.code,
+                           message=f"the model failed on this translation (error id {error_id}, in the server log)")
             self.observer.finished("failed", generation.tokens)
             return
         text = session.text
