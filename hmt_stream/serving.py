@@ -4,8 +4,9 @@ aiohttp's own run_app cannot cap connections: it never lets anyone between the l
 it builds for each connection. This runs the same AppRunner, on a listener whose protocol factory counts: at the
 cap it closes the oldest idle connection (no request in progress: a client that connected and said nothing, or
 a keep-alive connection between requests) to make room, and when none is idle it answers the newcomer with a
-plain 503 and closes. Accepting therefore never runs into the file limit, where asyncio would log a traceback for
-every connection it could not accept."""
+plain 503 and closes. The cap stays below the file limit; should accepting still hit that limit (asyncio accepts a
+whole burst before the factory is asked), asyncio's traceback for every socket it could not accept is replaced by
+a count in the same report, at most once a minute."""
 
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ class ConnectionCap:
         self.on_refusal = on_refusal
         self.evicted = 0
         self.refused = 0
+        self.accept_failed = 0
         self._logged_at = -LOG_INTERVAL_S
 
     def __call__(self) -> asyncio.BaseProtocol:
@@ -102,14 +104,23 @@ class ConnectionCap:
         self._report("evicted")
         return self.server()
 
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's exception handler: an accept that failed for want of file descriptors is counted (asyncio
+        retries it a second later), anything else logged as asyncio would."""
+        if str(context.get("message", "")).startswith("socket.accept() out of system resource"):
+            self.accept_failed += 1
+            self._report("file_limit")
+        else:
+            loop.default_exception_handler(context)
+
     def _report(self, reason: str) -> None:
         self.on_refusal(reason)
         now = time.monotonic()
         if now - self._logged_at >= LOG_INTERVAL_S:
-            log.warning("connection limit of %d reached: %d idle connections closed and %d new ones refused "
-                        "since the last report (server.max_connections; the file limit caps it too)",
-                        self.limit, self.evicted, self.refused)
-            self.evicted = self.refused = 0
+            log.warning("connection limit of %d reached: %d idle connections closed, %d new ones refused and %d "
+                        "accepts failed at the file limit since the last report (server.max_connections; the file "
+                        "limit caps it too)", self.limit, self.evicted, self.refused, self.accept_failed)
+            self.evicted = self.refused = self.accept_failed = 0
             self._logged_at = now
 
 
@@ -127,7 +138,9 @@ async def _serve(app: web.Application, host: str, port: int, max_connections: in
     metrics = app[METRICS]
     cap = ConnectionCap(runner.server, app[BUSY], limit,
                         on_refusal=lambda reason: metrics.refused(f"connection_limit_{reason}"))
-    listener = await asyncio.get_running_loop().create_server(cap, host, port, backlog=BACKLOG)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(cap.loop_exception)
+    listener = await loop.create_server(cap, host, port, backlog=BACKLOG)
     try:
         announce(f"serving on http://{host}:{port}/")
         while True:

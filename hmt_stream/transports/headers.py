@@ -30,7 +30,9 @@ class _WithoutBanner(CIMultiDict[str]):
 
 async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(HEADERS)
-    # aiohttp offers no switch for its banner; headers that refuse it are the one way to leave it out.
+    # aiohttp offers no switch for its banner. It adds it before this hook runs (3.14) or after (older releases):
+    # drop it, and leave headers that decline it.
+    response.headers.popall("Server", None)
     response._headers = _WithoutBanner(response.headers)
 
 
