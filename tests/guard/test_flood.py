@@ -84,6 +84,10 @@ async def test_idle_and_slow_connections_starve_no_one(server: Server) -> None:
         answer = await http.post(f"{server.url}/api/translate", headers={"Authorization": f"Bearer {KEY}"},
                                  json={"text": "Still here?", "source": "en", "target": "fr"})
         assert answer.status == 200, await answer.text()
+        metrics = await (await http.get(f"{server.url}/metrics")).text()
+    evicted = [line for line in metrics.splitlines()
+               if line.startswith('hmt_refusals_total{reason="connection_limit_evicted"}')]
+    assert evicted and float(evicted[0].split()[-1]) > 0, "the cap made no room: idle connections were not closed"
     # Every idle connection is closed: to make room, or at limits.header_timeout_s at the latest.
     closed = await asyncio.gather(*(closed_by_server(reader, 30) for reader, _ in idle))
     assert all(closed)

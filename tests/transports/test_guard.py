@@ -168,12 +168,15 @@ async def test_only_a_key_mints_tokens_and_renewals_never_pass_the_sign_in_s_end
     idp = await client.post("/api/token", headers=bearer(idp_jwt("alice")))
     assert idp.status == 400 and await error_code(idp) == "bad_request"
 
-    # A sign-in of one second: its token cannot be renewed past that second.
-    short = await make_client(**AUTH, auth__token_ttl_s=600, auth__signin_ttl_s=1)
+    # A sign-in of three seconds: a renewal within them keeps their end, and after them there is none.
+    short = await make_client(**AUTH, auth__token_ttl_s=600, auth__signin_ttl_s=3)
     token = await token_for(short, bearer(KEYS[0]))
-    assert claims(token)["exp"] - claims(token)["iat"] <= 1
-    await asyncio.sleep(2.1)
-    expired = await short.post("/api/token", headers=bearer(token))
+    assert claims(token)["exp"] == claims(token)["end"] == claims(token)["iat"] + 3
+    await asyncio.sleep(1.1)
+    renewed = await token_for(short, bearer(token))
+    assert claims(renewed)["end"] == claims(token)["end"] and claims(renewed)["exp"] <= claims(token)["end"]
+    await asyncio.sleep(max(0.0, claims(token)["end"] - time.time()) + 1.1)
+    expired = await short.post("/api/token", headers=bearer(renewed))
     assert expired.status == 401
 
 
@@ -244,11 +247,11 @@ async def test_failed_authentications_are_throttled_per_address(make_client: Mak
 async def test_a_websocket_is_closed_with_4401_when_its_token_expires(make_client: MakeClient) -> None:
     client = await make_client(**AUTH, **LONG, auth__token_ttl_s=2)
     token = await token_for(client, bearer(KEYS[0]))
-    async with client.ws_connect(f"/ws?access_token={token}") as ws:
+    async with client.ws_connect(f"/ws?access_token={token}") as ws, asyncio.timeout(30):
         assert json.loads((await ws.receive()).data)["type"] == "hello"
         await ws.send_json({"type": "translate", **BODY, "text": "Hello there, how are you?", "ref": "r"})
         session = None
-        while (message := await asyncio.wait_for(ws.receive(), 30)).type == aiohttp.WSMsgType.TEXT:
+        while (message := await ws.receive()).type == aiohttp.WSMsgType.TEXT:
             session = session or json.loads(message.data).get("session")
         assert ws.close_code == 4401 and "token expired" in str(message.extra)
     # The session carries on, for the same key to resume once signed in again.
