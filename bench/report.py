@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import documents
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 JSON_NAME = "benchmarks.json"
@@ -127,7 +129,7 @@ def _gc(row: dict[str, Any]) -> str:
 
 def render(data: dict[str, Any]) -> str:
     parts = [_header(data), _summary(data), _machine(data), _method(), _cost(data), _concurrency(data),
-             _cache(data), _ttft(data), _reading(), _gpu(data.get("gpu"))]
+             _cache(data), _ttft(data), documents.section(data.get("documents")), _reading(), _gpu(data.get("gpu"))]
     return "\n".join(part for part in parts if part)
 
 

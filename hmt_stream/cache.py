@@ -43,6 +43,10 @@ class PhraseCache:
             self.hits += 1
         return text
 
+    def peek(self, key: Hashable) -> str | None:
+        """The entry, without counting a hit or a miss (a dry run)."""
+        return self._entries.get(key) if self.enabled else None
+
     def put(self, key: Hashable, text: str) -> None:
         if self.enabled:
             self._entries[key] = text

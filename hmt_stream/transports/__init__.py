@@ -7,7 +7,7 @@ from aiohttp import web
 from ..config import Settings
 from ..keys import SETTINGS
 from ..ratelimit import RateLimiter
-from . import guard, headers, limits, poll, rest, sse, websocket
+from . import documents, guard, headers, limits, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -20,6 +20,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app[limits.STREAMS] = limits.StreamCounts()
     headers.setup(app)
     rest.setup(app)
+    documents.setup(app)
     app.router.add_post("/api/token", guard.issue_token)
     app.router.add_get("/api/sessions/{id}/events", events)
     if settings.transports.sse:

@@ -106,8 +106,8 @@ class Connection:
         if kind in ("translate", "resume"):
             self._check_room(message.get("session"))
         if kind == "translate":
-            session = self.translator.submit(self.translator.parse(message), principal=self.principal.id,
-                                             owner=self.owner)
+            session = await self.translator.start(self.translator.parse(message), principal=self.principal.id,
+                                                  owner=self.owner)
             self.follow(session, 0, message.get("ref"))
         elif kind == "resume":
             after = message.get("after", 0)

@@ -135,7 +135,7 @@ async def test_a_failing_model_tells_the_client_an_error_id_and_the_log_the_rest
         demo_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Fault injection: the scripted engine (not a model) fails after its first token.
     translator: Translator = build_translator(make_settings(demo_dir), ScriptedEngine(Script(tokens=5, fail_after=1)))
-    caplog.set_level(logging.ERROR, logger="hmt_stream.translator")
+    caplog.set_level(logging.ERROR, logger="hmt_stream.runner")
     try:
         session = await asyncio.wait_for(translator.translate(TranslationRequest("Hi", "en", "fr")), 10)
     finally:
