@@ -18,7 +18,7 @@ from hmt_stream.scheduler import Ticket
 from tests.nginx import PLAIN, Nginx, readme_snippet
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, Pages, Serve
-from .helpers import output, session_id, status, text, translate, transport, wait_finished
+from .helpers import csp_violations, output, session_id, status, text, translate, transport, wait_finished, watch_csp
 from .server import LiveServer
 from .test_transports import finished_like_the_server
 
@@ -72,23 +72,17 @@ def test_with_auth_on_the_page_shows_what_to_change_behind_the_plainest_proxy(se
 
 def test_the_content_security_policy_holds_and_the_page_works_under_it(serve: Serve, pages: Pages) -> None:
     server = serve()
-
-    def watch(page) -> None:
-        page.add_init_script("""window.__violations = [];
-            document.addEventListener('securitypolicyviolation',
-                (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));""")
-
-    page = pages.open(server.url, setup=watch)
+    page = pages.open(server.url, setup=watch_csp)
     translate(page, "Under a strict policy.", "en", "es")
     finished_like_the_server(page, server)
     page.click("#copy")
-    assert page.evaluate("window.__violations") == []
+    assert csp_violations(page) == []
     # The policy is really on: an injected inline script does not run.
     page.evaluate("""() => { const s = document.createElement('script');
         s.textContent = 'window.__injected = true'; document.body.append(s); }""")
     page.wait_for_function("() => window.__violations.length > 0")
     assert page.evaluate("window.__injected === undefined")
-    assert any(v.startswith("script-src") for v in page.evaluate("window.__violations"))
+    assert any(v.startswith("script-src") for v in csp_violations(page))
 
 
 def test_a_token_that_expires_mid_translation_is_renewed_and_the_translation_resumes(serve: Serve,

@@ -61,7 +61,8 @@ async def test_without_or_with_a_wrong_key_every_transport_answers_401(make_clie
     client = await make_client(**AUTH)
     for headers in ({}, bearer("wrong"), bearer("")):
         for method, path in (("POST", "/api/sessions"), ("POST", "/api/translate"), ("GET", "/api/sessions/x"),
-                             ("GET", "/api/sessions/x/events"), ("DELETE", "/api/sessions/x")):
+                             ("GET", "/api/sessions/x/events"), ("DELETE", "/api/sessions/x"),
+                             ("POST", "/api/prompts"), ("POST", "/api/detect")):
             response = await client.request(method, path, json=BODY, headers=headers)
             assert response.status == 401, (method, path, headers)
             assert await error_code(response) == "unauthorized"

@@ -94,6 +94,21 @@ async def test_the_browser_saying_same_origin_proves_it(make_client: MakeClient)
     assert await ws_status(client, same) == 101
 
 
+async def test_the_document_routes_follow_the_same_rule(make_client: MakeClient) -> None:
+    documents = (("/api/prompts", BODY), ("/api/detect", {"text": BODY["text"]}))
+    page = await make_client()  # auth off, behind a proxy that rewrote Host: the page's JSON gets through
+    for path, body in documents:
+        assert (await page.post(path, json=body, headers=REWRITTEN)).status == 200, path
+        await refused(await page.post(path, data=b"{}", headers={**REWRITTEN, "Content-Type": "text/plain"}))
+        await refused(await page.post(path, json=body, headers={**REWRITTEN, "Sec-Fetch-Site": "cross-site"}))
+        rebound = {"Host": "evil.example:8080", "Origin": "http://evil.example:8080"}
+        await refused(await page.post(path, json=body, headers=rebound), "forbidden_host")
+    guarded = await make_client(**AUTH)
+    for path, body in documents:
+        assert (await guarded.post(path, json=body, headers=bearer(KEYS[0]))).status == 200, path
+        await refused(await guarded.post(path, json=body, headers={**EVIL, **bearer(KEYS[0])}))
+
+
 @pytest.mark.parametrize("forwarded", [{"X-Forwarded-Host": "translate.example:8081"},
                                        {"Forwarded": 'for=192.0.2.1;host="translate.example:8081";proto=http'}])
 async def test_a_forwarded_host_counts_only_from_a_trusted_proxy(make_client: MakeClient,
