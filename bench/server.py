@@ -56,6 +56,13 @@ BASE_SETTINGS: dict[str, Any] = {
     "model.warmup": False,
     "limits.rate": "1000000/second",
     "auth.enabled": False,
+    # Every benchmark client is one address: no per-client caps.
+    "scheduler.max_per_client": 0,
+    "limits.max_websockets_per_client": 1000000,
+    "limits.max_readers_per_client": 1000000,
+    "limits.max_follows_per_socket": 1000000,
+    "limits.ws_messages_per_s": 1000000.0,
+    "limits.refusal_rate": "1000000/second",
 }
 
 

@@ -17,15 +17,21 @@ def normalise(text: str) -> str:
 
 
 class PhraseCache:
-    def __init__(self, max_entries: int, ttl_s: float, *, enabled: bool = True) -> None:
+    def __init__(self, max_entries: int, ttl_s: float, *, enabled: bool = True, shared: bool = False) -> None:
         self.enabled = enabled
+        self.shared = shared
         self._entries: TTLCache[Hashable, str] = TTLCache(maxsize=max_entries, ttl=ttl_s)
         self.hits = 0
         self.misses = 0
 
     @staticmethod
-    def key(model: str, source: str, target: str, text: str, options: Hashable) -> Hashable:
-        return (model, source, target, normalise(text), options)
+    def key(model: str, source: str, target: str, text: str, options: Hashable, scope: str | None = None) -> Hashable:
+        """scope: whose entry this is (None: everyone's). A hit is seen by whoever shares the scope."""
+        return (model, source, target, normalise(text), options, scope)
+
+    def scope(self, owner: str | None) -> str | None:
+        """Entries belong to their owner (an API key or token subject) unless the cache is shared."""
+        return None if self.shared else owner
 
     def get(self, key: Hashable) -> str | None:
         if not self.enabled:

@@ -19,10 +19,8 @@ DEFAULT_CONFIG = "config.toml"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from . import config
-    from .accesslog import AccessLogger
+    from . import config, serving
+    from .accesslog import AccessLogger, redact_secrets
     from .app import create_app
 
     overrides: dict[str, Any] = {}
@@ -36,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = config.load(path, overrides=overrides)
     check_address(settings.server.host, settings.server.port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_secrets()
     app = create_app(settings)
     if settings.server.gc_tuning:
         app.cleanup_ctx.append(_tune_gc)  # after the engine's context: the model is loaded by then
@@ -45,8 +44,12 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         # handler_cancellation: a client that goes away ends its handler at once, so its session sees the reader
         # leave. shutdown_timeout: after on_shutdown has ended every session, how long the last handlers get.
-        web.run_app(app, host=settings.server.host, port=settings.server.port, print=announce,
-                    handler_cancellation=True, access_log_class=AccessLogger, shutdown_timeout=5)
+        # keepalive_timeout: aiohttp closes a connection that has sent no whole request head for that long (from
+        # its start, or since its last answer), which is limits.header_timeout_s.
+        serving.run(app, host=settings.server.host, port=settings.server.port,
+                    max_connections=settings.server.max_connections, print=announce,
+                    handler_cancellation=True, access_log_class=AccessLogger, shutdown_timeout=5,
+                    keepalive_timeout=settings.limits.header_timeout_s)
     except (ConfigError, ModelLoadError):
         raise
     except Exception as exc:

@@ -40,6 +40,21 @@ def _storage(value: str) -> None:
         raise ValueError(f"not a storage URI of the limits library: {value!r} (memory://, redis://host:6379, ...)")
 
 
+def _api_keys(value: tuple[str, ...]) -> None:
+    if any(len(key) < 16 for key in value):
+        raise ValueError("every API key must be at least 16 characters long (a short key can be guessed)")
+
+
+def _networks(value: tuple[str, ...]) -> None:
+    import ipaddress
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     name: str = setting("tencent/Hunyuan-MT-7B",
@@ -79,6 +94,10 @@ class SchedulerSettings:
     max_concurrent: int = setting(1, "Translations generated at the same time.", minimum=1)
     max_queue: int = setting(16, "Translations that may wait for a free slot; one more is refused as overloaded.",
                              minimum=0)
+    max_per_client: int = setting(8, "Most translations one client (API key, token subject, or IP when auth is off) "
+                                  "may have running or waiting at once (a document counts once, however many "
+                                  "segments it has), its fair share of the queue; one more is refused as "
+                                  "overloaded. 0: no cap.", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,9 @@ class CacheSettings:
     max_entries: int = setting(10000, "Most translations kept in the phrase cache (least recently used go first).",
                                minimum=1)
     ttl_s: float = setting(86400.0, "Seconds a cached translation is kept.", minimum=0.0)
+    shared: bool = setting(False, "With auth on, let every API key hit every other key's cached translations. Off: "
+                           "each key has its own entries (privacy: a hit tells a key what another has translated, "
+                           "and shows it).")
 
 
 @dataclass(frozen=True)
@@ -118,19 +140,38 @@ class ServerSettings:
     gc_tuning: bool = setting(True, "After start-up, freeze the loaded objects out of Python's garbage collector and "
                               "collect less often (full collections otherwise stall every stream; see "
                               "docs/benchmarks.md).")
+    allowed_hosts: tuple[str, ...] = setting((), "Host names a server listening on a loopback address answers to, "
+                                             "besides localhost, 127.0.0.1, [::1] and server.host (against DNS "
+                                             "rebinding), e.g. the public name a reverse proxy passes on; '*' for "
+                                             "any.")
+    trusted_proxies: tuple[str, ...] = setting((), "Reverse proxies (IP addresses or networks) whose X-Forwarded-For "
+                                               "/ -Host / -Proto and Forwarded headers are believed: the client's "
+                                               "address for limits, the host for the origin check, https for the "
+                                               "Secure cookie.", validate=_networks)
+    max_connections: int = setting(1000, "Most open connections, kept below the process's file limit. At the cap, "
+                                   "idle connections are closed to make room, or a new one is refused with 503.",
+                                   minimum=1)
 
 
 @dataclass(frozen=True)
 class AuthSettings:
     enabled: bool = setting(False, "Require an API key or token on every API call (off for a localhost setup).")
-    api_keys: tuple[str, ...] = setting((), "API keys accepted as `Authorization: Bearer <key>` "
-                                        "(env: comma-separated).")
-    jwt_secret: str = setting("", "HS256 secret for JWTs (from your identity provider, or issued by "
-                              "POST /api/token); empty: a random secret per process.", validate=_secret)
+    api_keys: tuple[str, ...] = setting((), "API keys accepted as `Authorization: Bearer <key>` only, each at least "
+                                        "16 characters (env: comma-separated).", validate=_api_keys)
+    jwt_secret: str = setting("", "HS256 secret of JWTs from your identity provider (their subjects become "
+                              "'jwt:<sub>'); empty: no JWTs are accepted.", validate=_secret)
+    jwt_audience: str = setting("", "The `aud` a JWT must carry; empty: not checked.")
+    jwt_issuer: str = setting("", "The `iss` a JWT must carry; empty: not checked.")
     token_ttl_s: float = setting(600.0, "Lifetime of the short-lived browser token that POST /api/token issues.",
                                  minimum=1.0)
+    signin_ttl_s: float = setting(43200.0, "How long a browser stays signed in: it renews its token (POST /api/token "
+                                  "with the token) until this long after it presented the key, then needs the key "
+                                  "again.", minimum=1.0)
     allowed_origins: tuple[str, ...] = setting((), "Origins besides the server's own that may open WebSockets "
                                                "and send POST/DELETE (e.g. https://app.example.com); '*' for any.")
+    failure_rate: str = setting("10/minute", "Failed authentications per client address (`limits` notation); "
+                                "over it, that address is refused as rate_limited before its credential is "
+                                "checked.", validate=_rate)
 
 
 @dataclass(frozen=True)
@@ -145,8 +186,22 @@ class LimitSettings:
                                   "fits); larger ones are refused with too_large.", minimum=1024)
     max_ws_frame_bytes: int = setting(1048576, "Largest WebSocket message; a larger one closes the socket (1009).",
                                       minimum=1024)
-    ws_idle_timeout_s: float = setting(300.0, "Close a WebSocket that has sent nothing and follows no running "
-                                       "session for this long.", minimum=1.0)
+    refusal_rate: str = setting("30/minute", "Refused translation requests (too long, bad input) per client "
+                                "(`limits` notation); over it, the client is refused as rate_limited before its "
+                                "text is tokenized. Refusals never count against limits.rate.", validate=_rate)
+    header_timeout_s: float = setting(10.0, "Seconds a connection may take to send a whole request head, and may "
+                                      "stay idle between requests.", minimum=0.1)
+    body_timeout_s: float = setting(10.0, "Seconds a request body may take to arrive; a slower one is refused "
+                                    "with request_timeout.", minimum=0.1)
+    max_websockets_per_client: int = setting(16, "Most WebSockets one client may hold open.", minimum=1)
+    max_readers_per_client: int = setting(16, "Most SSE streams and waiting long-polls one client may hold open.",
+                                          minimum=1)
+    max_follows_per_socket: int = setting(16, "Most sessions one WebSocket may follow at once.", minimum=1)
+    ws_messages_per_s: float = setting(20.0, "Messages a WebSocket may send per second (in bursts of up to twice as "
+                                       "many); a socket over it is closed (1008).", minimum=0.1)
+    ws_idle_timeout_s: float = setting(300.0, "Close a WebSocket that has asked for nothing (translate, resume, "
+                                       "cancel; pings do not count) and follows no running session for this long.",
+                                       minimum=1.0)
     slow_reader_timeout_s: float = setting(30.0, "Drop a connection that has not accepted a write for this long "
                                            "(its session carries on, for resume).", minimum=0.1)
     shutdown_grace_s: float = setting(30.0, "On SIGTERM: how long running translations may finish before the "

@@ -54,6 +54,8 @@ class Metrics:
         self.sessions = Counter("hmt_sessions_finished", "Generated sessions by how they ended.", ["state"],
                                 registry=r)
         self.errors = Counter("hmt_errors", "Errors answered to clients, by code.", ["code"], registry=r)
+        self.refusals = Counter("hmt_refusals", "Connections and sockets cut off to protect the server, by reason.",
+                                ["reason"], registry=r)
 
     def watch(self, *, running: Callable[[], float], queued: Callable[[], float], cache: PhraseCache) -> None:
         self.active.set_function(running)
@@ -78,6 +80,9 @@ class Metrics:
 
     def error(self, code: str) -> None:
         self.errors.labels(code).inc()
+
+    def refused(self, reason: str) -> None:
+        self.refusals.labels(reason).inc()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -72,9 +72,9 @@ class Planner:
             self._overhead = self.engine.prompt_tokens(ChatPrompt.user(""))
         return max(1, self.engine.prompt_tokens(ChatPrompt.user(text)) - self._overhead)
 
-    def plan(self, request: TranslationRequest, options: GenerationOptions) -> Plan:
+    def plan(self, request: TranslationRequest, options: GenerationOptions, *, owner: str | None = None) -> Plan:
         """Raises `too_long` when a segment's prompt is over max_input_tokens. Touches no shared state but the
-        engine's tokenizer, so it may run in a worker thread; look_up() then asks the cache."""
+        engine's tokenizer, so it may run in a worker thread; look_up() then asks the cache, in owner's scope."""
         language = request.source if request.source != AUTO else "en"
         # Plain text is translated trimmed, as requests always were; a document keeps its outer line breaks.
         text = request.text.strip() if request.format == "text" else request.text
@@ -94,12 +94,13 @@ class Planner:
             detection = best(" ".join(segment.plain for segment in segments)[:DETECT_CHARS])
             source = detection.language if detection is not None else AUTO
         escape = request.format == "html"
-        jobs = [self._job(index, segment, request, source, segments[index - 1] if index else None, escape, options)
-                for index, segment in enumerate(segments)]
+        scope = self.cache.scope(owner)
+        jobs = [self._job(index, segment, request, source, segments[index - 1] if index else None, escape, options,
+                          scope) for index, segment in enumerate(segments)]
         return Plan(jobs, kept, source, detection, escape)
 
     def _job(self, index: int, segment: Segment, request: TranslationRequest, source: str,
-             previous: Segment | None, escape: bool, options: GenerationOptions) -> Job:
+             previous: Segment | None, escape: bool, options: GenerationOptions, scope: str | None) -> Job:
         text = html.unescape(segment.text) if escape else segment.text
         hits = tuple(glossary_hits(request.glossary, segment.plain))
         # The previous segment's source is context for documents (profiles trained for it), but not part of the
@@ -114,7 +115,7 @@ class Planner:
         if tokens > self.max_input_tokens:
             raise HmtError(errors.TOO_LONG, f"segment {index + 1} is {tokens} tokens with the prompt; the limit is "
                                             f"{self.max_input_tokens} (generation.max_input_tokens)")
-        key = self.cache.key(self.engine.model_id, source, request.target, keyed.text, options)
+        key = self.cache.key(self.engine.model_id, source, request.target, keyed.text, options, scope)
         return Job(index, segment, prompt, hits, key, None)
 
     def look_up(self, plan: Plan, *, dry_run: bool = False) -> Plan:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any, Protocol
 
@@ -80,9 +81,13 @@ class DocumentRun:
             self.observer.finished("cancelled", self._tokens)
             return
         except BaseExceptionGroup as failure:
-            exc = failure.exceptions[0]
-            log.error("generation failed for session %s", self.session.id, exc_info=exc)
-            self.session.append("error", code=errors.MODEL_ERROR.code, message=f"generation failed: {exc}")
+            # The exception's text may hold paths, memory figures or other users' input: it goes to the log only.
+            error_id = secrets.token_hex(4)
+            log.error("generation failed for session %s (error id %s)", self.session.id, error_id,
+                      exc_info=failure.exceptions[0])
+            self.session.append("error", code=errors.MODEL_ERROR.code,
+                                message=f"the model failed on this translation (error id {error_id}, in the server "
+                                        f"log)")
             self.observer.finished("failed", self._tokens)
             return
         finally:

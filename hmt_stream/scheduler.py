@@ -2,13 +2,14 @@
 
 Each session waits in a lane of its own (a document's segments share one). A free slot goes to the waiting lane that
 holds the fewest slots, the longest-unserved first: a one-sentence request behind a 300-segment document waits for
-one of the document's segments, not for all of them."""
+one of the document's segments, not for all of them. One client (owner) may have at most max_per_owner sessions
+running or waiting, its fair share, whatever their segments."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from . import errors
@@ -51,9 +52,11 @@ class Ticket:
 class Lane:
     """One session's place in line; position 1 is next. Its tickets are served one turn at a time."""
 
-    def __init__(self, scheduler: Scheduler, on_position: PositionCallback, turn: int) -> None:
+    def __init__(self, scheduler: Scheduler, on_position: PositionCallback, turn: int,
+                 owner: str | None = None) -> None:
         self._scheduler = scheduler
         self.on_position = on_position
+        self.owner = owner  # the client whose fair share this lane counts against
         self.waiting: deque[Ticket] = deque()
         self.held = 0
         self.turn = turn  # when it last gave a slot back (or arrived): the longest-waiting lane goes first
@@ -78,13 +81,16 @@ class Lane:
 
 
 class Scheduler:
-    def __init__(self, max_concurrent: int, max_queue: int, *, retry_after_s: float = 2.0) -> None:
+    def __init__(self, max_concurrent: int, max_queue: int, *, retry_after_s: float = 2.0,
+                 max_per_owner: int = 0) -> None:
         self.max_concurrent = max_concurrent
         self.max_queue = max_queue
         self.retry_after_s = retry_after_s
+        self.max_per_owner = max_per_owner  # 0: no cap
         self.running = 0
         self._lanes: list[Lane] = []
         self._turns = itertools.count()
+        self._owned: Counter[str] = Counter()  # lanes (sessions running or waiting) by owner
 
     @property
     def queued(self) -> int:
@@ -96,19 +102,27 @@ class Scheduler:
         """Sessions that have not started yet (a document that has started no longer takes a place in line)."""
         return sum(1 for lane in self._lanes if not lane.served)
 
-    def lane(self, on_position: PositionCallback) -> Lane:
-        """A place in line for one session; raises `overloaded` when the line is full."""
+    def lane(self, on_position: PositionCallback, owner: str | None = None) -> Lane:
+        """A place in line for one session; raises `overloaded` when the line is full, or when owner already has
+        its share (max_per_owner) of sessions running or waiting. A session counts once, however many segments
+        it has: the share is of sessions, as the line's places are."""
         if self.running >= self.max_concurrent and self._in_line >= self.max_queue:
             raise HmtError(errors.OVERLOADED,
                            f"the server is busy: {self.running} running and {self.queued} waiting",
                            retry_after=self.retry_after_s)
-        lane = Lane(self, on_position, next(self._turns))
+        if owner is not None and self.max_per_owner and self._owned[owner] >= self.max_per_owner:
+            raise HmtError(errors.OVERLOADED, f"you already have {self._owned[owner]} translations running or "
+                                              f"waiting, your share of this server; wait for one to finish",
+                           retry_after=self.retry_after_s)
+        lane = Lane(self, on_position, next(self._turns), owner)
         self._lanes.append(lane)
+        if owner is not None:
+            self._owned[owner] += 1
         return lane
 
-    def admit(self, on_position: PositionCallback) -> Ticket:
+    def admit(self, on_position: PositionCallback, owner: str | None = None) -> Ticket:
         """A ticket in a lane of its own, which it leaves when released."""
-        lane = self.lane(on_position)
+        lane = self.lane(on_position, owner)
         ticket = lane.admit()
         lane.closed = True
         return ticket
@@ -128,6 +142,10 @@ class Scheduler:
     def _forget(self, lane: Lane) -> None:
         if lane in self._lanes and not lane.waiting and lane.held == 0:
             self._lanes.remove(lane)
+            if lane.owner is not None:
+                self._owned[lane.owner] -= 1
+                if not self._owned[lane.owner]:
+                    del self._owned[lane.owner]
             self._dispatch()
 
     def _dispatch(self) -> None:

@@ -1,9 +1,12 @@
-"""The translation service: turns a request into a running session (cache, then scheduler, then engine)."""
+"""The translation service: turns a request into a running session (limits, plan and cache, then scheduler, then
+engine)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from . import errors
@@ -39,7 +42,8 @@ class Translator:
     def __init__(self, engine: Engine, *, options: GenerationOptions, scheduler: Scheduler, cache: PhraseCache,
                  store: SessionStore, max_chars: int, max_input_tokens: int,
                  disconnect_grace_s: float = 20.0, limiter: RateLimiter | None = None,
-                 observer: Observer | None = None, profile: Profile = HUNYUAN_MT, segment_tokens: int = 256) -> None:
+                 refusals: RateLimiter | None = None, observer: Observer | None = None,
+                 profile: Profile = HUNYUAN_MT, segment_tokens: int = 256) -> None:
         self.engine = engine
         self.options = options
         self.scheduler = scheduler
@@ -49,6 +53,7 @@ class Translator:
         self.max_input_tokens = max_input_tokens
         self.disconnect_grace_s = disconnect_grace_s
         self.limiter = limiter
+        self.refusals = refusals  # refused requests per principal: a client that keeps sending them is cut off
         self.observer: Observer = observer or NullObserver()
         self.accepting = True
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
@@ -69,26 +74,34 @@ class Translator:
     async def start(self, request: TranslationRequest, *, principal: str = "anonymous",
                     owner: str | None = None) -> TranslationSession:
         """submit(), with the planning of a long document or of an unknown source language (segmentation,
-        detection, whose models load on first use, token counts) in a worker thread."""
+        detection, whose models load on first use, token counts) in a worker thread, after the cheap checks."""
         plan = None
-        if self.accepting and (len(request.text) > INLINE_PLAN_CHARS or request.source == AUTO):
-            plan = await asyncio.get_running_loop().run_in_executor(None, self.planner.plan, request, self.options)
+        if len(request.text) > INLINE_PLAN_CHARS or request.source == AUTO:
+            self._check(request, principal)
+            plan = await self._planned(principal, request, owner)
         return self.submit(request, principal=principal, owner=owner, plan=plan)
 
     def submit(self, request: TranslationRequest, *, principal: str = "anonymous", owner: str | None = None,
                plan: Plan | None = None) -> TranslationSession:
-        """Start a session for request; raises HmtError (shutting_down, too_long, rate_limited, overloaded)
-        before any session exists. Input that is refused does not count against the caller's rate."""
-        if not self.accepting:
-            raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
-        plan = self.planner.look_up(plan or self.planner.plan(request, self.options))
-        self._count(principal, request)
+        """Start a session for request; raises HmtError (shutting_down, rate_limited, too_long, overloaded)
+        before any session exists. In order: the cheap checks (shutting down, the caller's rate in translations
+        and characters, its refusal budget), the plan (the tokenizer; input refused there counts against the
+        refusal budget), the cache, the scheduler (the line and the caller's fair share), and only then is the
+        translation counted against the rate: refusals never are. A document is one translation of its length,
+        however many segments it has."""
+        self._check(request, principal)
+        if plan is None:
+            with self._counting_refusals(principal):
+                plan = self.planner.plan(request, self.options, owner=owner)
+        plan = self.planner.look_up(plan)
         session = TranslationSession(request, owner=owner)
         if not plan.pending:
+            self._count(principal, request)
             self.store.add(session)
             self._document(session, plan).replay()
             return session
-        lane = self.scheduler.lane(lambda position: session.append("queued", position=position))
+        lane = self.scheduler.lane(lambda position: session.append("queued", position=position), owner=principal)
+        self._count(principal, request)
         ticket = lane.admit()
         self.store.add(session)
         task = asyncio.create_task(self._document(session, plan).run(lane, ticket), name=f"session-{session.id}")
@@ -99,14 +112,41 @@ class Translator:
         self._watch_readers(session)
         return session
 
-    async def preview(self, request: TranslationRequest) -> Plan:
-        """The plan of request as a dry run (POST /api/prompts): planned in a worker thread, the cache only peeked."""
-        plan = await asyncio.get_running_loop().run_in_executor(None, self.planner.plan, request, self.options)
+    async def preview(self, request: TranslationRequest, *, principal: str = "anonymous",
+                      owner: str | None = None) -> Plan:
+        """The plan of request as a dry run (POST /api/prompts): planned in a worker thread after the cheap
+        checks, the cache only peeked (in owner's scope). Counts nothing against the rate: nothing is generated."""
+        self._check(request, principal)
+        plan = await self._planned(principal, request, owner)
         return self.planner.look_up(plan, dry_run=True)
 
-    def plan(self, request: TranslationRequest, *, dry_run: bool = False) -> Plan:
+    def plan(self, request: TranslationRequest, *, dry_run: bool = False, owner: str | None = None) -> Plan:
         """The segments, their prompts and what the cache holds (raises too_long); nothing is generated."""
-        return self.planner.look_up(self.planner.plan(request, self.options), dry_run=dry_run)
+        return self.planner.look_up(self.planner.plan(request, self.options, owner=owner), dry_run=dry_run)
+
+    def _check(self, request: TranslationRequest, principal: str) -> None:
+        """The cheap checks, before any tokenizer work; they count nothing."""
+        if not self.accepting:
+            raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
+        if self.limiter is not None:
+            self.limiter.check(principal, chars=len(request.text))
+        if self.refusals is not None:
+            self.refusals.check(principal)
+
+    async def _planned(self, principal: str, request: TranslationRequest, owner: str | None) -> Plan:
+        loop = asyncio.get_running_loop()
+        with self._counting_refusals(principal):
+            return await loop.run_in_executor(None, lambda: self.planner.plan(request, self.options, owner=owner))
+
+    @contextmanager
+    def _counting_refusals(self, principal: str) -> Iterator[None]:
+        """Input the planner refuses (too_long) counts against principal's refusal budget."""
+        try:
+            yield
+        except HmtError:
+            if self.refusals is not None:
+                self.refusals.count(principal)
+            raise
 
     def _document(self, session: TranslationSession, plan: Plan) -> DocumentRun:
         return DocumentRun(session, plan, engine=self.engine, options=self.options, cache=self.cache,
@@ -114,7 +154,7 @@ class Translator:
 
     def _count(self, principal: str, request: TranslationRequest) -> None:
         if self.limiter is not None:
-            self.limiter.hit(principal, chars=len(request.text))
+            self.limiter.count(principal, chars=len(request.text))
 
     def _watch_readers(self, session: TranslationSession) -> None:
         """Cancel a session nobody reads any more, once the grace period has passed without a reader."""

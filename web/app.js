@@ -220,9 +220,10 @@ function translate() {
     if (ui.status.dataset.state !== "running") setStatus("running", "Translating…");
     render(translation.text);
   }));
-  translation.addEventListener("reconnecting", mine(({ from }) => {
+  translation.addEventListener("reconnecting", mine(({ from, signin }) => {
     // "connecting" until the next event: the first delta on the new transport puts "Translating…" back.
-    setStatus("connecting", `Connection over ${TRANSPORT_LABELS[from] || from} lost — resuming…`);
+    setStatus("connecting", signin ? "Signing in again to resume…"
+      : `Connection over ${TRANSPORT_LABELS[from] || from} lost — resuming…`);
   }));
   translation.addEventListener("done", mine((event) => {
     render(translation.text);

@@ -6,13 +6,19 @@ from aiohttp import web
 
 from ..config import Settings
 from ..keys import SETTINGS
-from . import documents, guard, poll, rest, sse, websocket
+from ..ratelimit import RateLimiter
+from . import documents, guard, headers, limits, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
     app.middlewares.append(guard.guard_middleware)
+    app.middlewares.append(limits.body_deadline)
+    app[guard.AUTH_FAILURES] = RateLimiter(settings.auth.failure_rate, settings.limits.storage,
+                                           what="failed authentications", advice="check the key, then try later")
+    app[limits.STREAMS] = limits.StreamCounts()
+    headers.setup(app)
     rest.setup(app)
     documents.setup(app)
     app.router.add_post("/api/token", guard.issue_token)

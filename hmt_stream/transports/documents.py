@@ -11,13 +11,14 @@ from .. import errors
 from ..documents.detect import detect
 from ..errors import HmtError
 from ..request import _is_utf8
+from .guard import owner_of, principal_of
 from .rest import read_json, translator_of
 
 
 async def prompts(request: web.Request) -> web.Response:
     translator = translator_of(request)
     parsed = translator.parse(await read_json(request))
-    plan = await translator.preview(parsed)
+    plan = await translator.preview(parsed, principal=principal_of(request).id, owner=owner_of(request))
     detected = None if plan.detection is None else plan.detection.as_dict()
     return web.json_response({
         "profile": translator.planner.profile.name,

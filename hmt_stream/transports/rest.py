@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from .. import __version__, errors
+from .. import __version__, errors, wirejson
 from ..errors import HmtError
 from ..keys import METRICS, SETTINGS, TRANSLATOR
 from ..languages import LANGUAGES
@@ -63,8 +63,8 @@ def get_session(request: web.Request) -> TranslationSession:
 
 async def read_json(request: web.Request) -> Any:
     try:
-        return await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return await request.json(loads=wirejson.loads)
+    except UnicodeDecodeError as exc:
         raise HmtError(errors.BAD_REQUEST, f"the body is not valid JSON: {exc}") from None
     except LookupError:  # Content-Type names a charset Python does not know
         raise HmtError(errors.BAD_REQUEST, "the body's charset is unknown; send UTF-8 JSON") from None
@@ -106,11 +106,18 @@ async def languages(request: web.Request) -> web.Response:
                               for lang in LANGUAGES.values()])
 
 
+def model_name(name: str) -> str:
+    """A hub id as it is; a local directory by its last part only (its path says nothing the public needs)."""
+    if name.startswith(("/", ".", "~")) or Path(name).expanduser().is_dir():
+        return Path(name).expanduser().name
+    return name
+
+
 async def health(request: web.Request) -> web.Response:
     translator = request.app.get(TRANSLATOR)
     return web.json_response({
         "status": "ok" if translator else "starting",
-        "model": request.app[SETTINGS].model.name,
+        "model": model_name(request.app[SETTINGS].model.name),
         "demo": bool(translator and translator.engine.demo),
         "ready": translator is not None,
         "version": __version__,

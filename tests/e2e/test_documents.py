@@ -1,4 +1,5 @@
-"""Documents on the page in a real chromium against the real app (demo model: the output is not a translation)."""
+"""Documents on the page in a real chromium against the real app (demo model: the output is not a translation),
+under the page's Content-Security-Policy: every test also finds no policy violation."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hmt_stream.keys import TRANSLATOR
 
 from ..documents.samples import PROSE
 from .conftest import Pages, Serve
-from .helpers import output, session_id, text, wait_finished
+from .helpers import csp_violations, output, session_id, text, wait_finished, watch_csp
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ def drop(page: Page, name: str, content: str, mime: str) -> None:
 def test_a_dropped_markdown_file_streams_with_progress_and_downloads(serve: Serve, pages: Pages, shot,
                                                                       tmp_path: Path) -> None:
     server = serve(generation__max_new_tokens=12)
-    page = pages.open(server.url)
+    page = pages.open(server.url, setup=watch_csp)
     assert text(page, "#counter") == "0 / 100,000"
     drop(page, "fable.md", FABLE, "text/markdown")
     page.wait_for_function("document.getElementById('input').value.length > 100")
@@ -63,12 +64,12 @@ def test_a_dropped_markdown_file_streams_with_progress_and_downloads(serve: Serv
     saved = tmp_path / "fable.fr.md"
     download.save_as(saved)
     assert saved.read_text(encoding="utf-8") == session["text"]
-    assert pages.errors == []
+    assert pages.errors == [] and csp_violations(page) == []
 
 
 def test_glossary_and_context_are_kept_and_sent(serve: Serve, pages: Pages, shot) -> None:
     server = serve(generation__max_new_tokens=8, transports__websocket=False)  # over POST, not a WS frame
-    page = pages.open(server.url)
+    page = pages.open(server.url, setup=watch_csp)
     page.click("#doc-options summary")
     page.click("#glossary-add")
     page.fill("#glossary li:nth-child(1) input:nth-of-type(1)", "cloak")
@@ -88,6 +89,7 @@ def test_glossary_and_context_are_kept_and_sent(serve: Serve, pages: Pages, shot
     sent = server.app[TRANSLATOR].find(session_id(page)).request  # type: ignore[union-attr]
     assert sent.glossary == (("cloak", "manteau"),) and sent.context == "A fable by Aesop."
 
+    assert csp_violations(page) == []  # (the reload starts a new list)
     # A reload keeps the glossary (this browser only); a removed row is gone for good.
     page.reload()
     page.wait_for_selector("body[data-ready='true']")
@@ -95,12 +97,12 @@ def test_glossary_and_context_are_kept_and_sent(serve: Serve, pages: Pages, shot
     page.click("#doc-options summary")
     page.click("#glossary li:nth-child(2) button")
     assert json.loads(page.evaluate("localStorage.getItem('hmt-stream.glossary')")) == stored[:1]
-    assert pages.errors == []
+    assert pages.errors == [] and csp_violations(page) == []
 
 
 def test_auto_source_shows_the_detected_language(serve: Serve, pages: Pages, shot) -> None:
     server = serve(generation__max_new_tokens=8)
-    page = pages.open(server.url)
+    page = pages.open(server.url, setup=watch_csp)
     page.select_option("#source", "auto")
     page.select_option("#target", "zh")
     page.fill("#input", "Le vent du nord et le soleil se disputaient pour savoir lequel était le plus fort.")
@@ -109,4 +111,4 @@ def test_auto_source_shows_the_detected_language(serve: Serve, pages: Pages, sho
     assert text(page, "#detected") == "Detected: French" and page.is_visible("#detected")
     assert page.is_hidden("#progress-row")  # one segment: no bar
     shot(page, "detected")
-    assert pages.errors == []
+    assert pages.errors == [] and csp_violations(page) == []

@@ -49,7 +49,7 @@ def test_translate_over_websocket_history_copy_and_share(serve: Serve, pages: Pa
 
     # Copy puts the output on the clipboard.
     page.click("#copy")
-    page.wait_for_function("document.getElementById('copy').textContent === 'Copied'")
+    page.wait_for_function("() => document.getElementById('copy').textContent === 'Copied'")
     assert page.evaluate("navigator.clipboard.readText()") == session["text"]
 
     # Read aloud speaks the output in the target language (speechSynthesis itself is stubbed: no audio here).
@@ -66,7 +66,7 @@ def test_translate_over_websocket_history_copy_and_share(serve: Serve, pages: Pa
     assert shared.input_value("#target") == "fr"
     assert shared.input_value("#input") == TEXT
     page.click("#share")
-    page.wait_for_function("document.getElementById('share').textContent === 'Link copied'")
+    page.wait_for_function("() => document.getElementById('share').textContent === 'Link copied'")
     assert page.evaluate("navigator.clipboard.readText()") == page.url
 
     # Ctrl+Enter translates again: the same request now comes from the phrase cache.
@@ -132,7 +132,7 @@ def test_stop_cancels_on_the_server(serve: Serve, pages: Pages, shot) -> None:
     # One generation at a time (scheduler.max_concurrent = 1): a second tab waits its turn, and says so.
     other = pages.open(server.url)
     translate(other, "Me next, please.", "en", "es")
-    other.wait_for_function("document.getElementById('status-text').textContent === 'Queued #1'")
+    other.wait_for_function("() => document.getElementById('status-text').textContent === 'Queued #1'")
     assert status(other) == "queued"
     page.click("#stop")
     assert wait_finished(page) == "cancelled"
@@ -181,7 +181,7 @@ def test_narrow_screen_and_dark_mode(serve: Serve, pages: Pages, shot) -> None:
 
 
 def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, shot) -> None:
-    server = serve(auth__enabled=True, auth__api_keys=("e2e-key",))
+    server = serve(auth__enabled=True, auth__api_keys=("e2e-key-0123456789",))
     page = pages.open(server.url)
     assert page.is_visible("#signin")
     assert transport(page) == ""
@@ -190,13 +190,13 @@ def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, sho
 
     page.fill("#api-key", "wrong-key")
     page.click("#signin button[type=submit]")
-    page.wait_for_function("document.getElementById('status-text').textContent.startsWith('Sign-in failed')")
+    page.wait_for_function("() => document.getElementById('status-text').textContent.startsWith('Sign-in failed')")
     assert page.is_visible("#signin")
 
-    page.fill("#api-key", "e2e-key")
+    page.fill("#api-key", "e2e-key-0123456789")
     page.click("#signin button[type=submit]")
     page.wait_for_selector("#signin", state="hidden")
-    page.wait_for_function("document.getElementById('transport').dataset.transport === 'websocket'")
+    page.wait_for_function("() => document.getElementById('transport').dataset.transport === 'websocket'")
     assert page.input_value("#api-key") == ""
     translate(page, "Only for members.", "en", "fr")
     assert wait_finished(page) == "done"
@@ -208,7 +208,7 @@ def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, sho
     assert not page.is_visible("#signin")
     assert transport(page) == "websocket"
     stored = page.evaluate("JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})")
-    assert "e2e-key" not in stored
+    assert "e2e-key-0123456789" not in stored
     assert pages.errors == []
 
 

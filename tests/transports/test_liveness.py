@@ -81,7 +81,7 @@ async def test_a_stalled_sse_reader_is_dropped_and_its_session_survives(scripted
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", client.port))
-    stalled.sendall(f"GET /api/sessions/{session_id}/events HTTP/1.1\r\nHost: x\r\n"
+    stalled.sendall(f"GET /api/sessions/{session_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     f"Accept: text/event-stream\r\n\r\n".encode())
     try:
         await wait_readers(client, session_id, 1)
