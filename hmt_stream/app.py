@@ -14,6 +14,7 @@ from .auth import Authenticator
 from .cache import PhraseCache
 from .config import Settings
 from .engine import Engine, load_engine, options_from
+from .engine.remote import RemoteEngine
 from .keys import AUTHENTICATOR, ENGINE, METRICS, SETTINGS, TRANSLATOR
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -27,11 +28,17 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 WEB_ROOT = web.AppKey("web_root", Path)
 
 
+def generation_slots(settings: Settings) -> int:
+    """Generations at once: each remote server's share, or what this process's engine is given."""
+    r = settings.remote
+    return len(r.endpoints) * r.max_concurrent if r.endpoints else settings.scheduler.max_concurrent
+
+
 def build_translator(settings: Settings, engine: Engine, observer: Observer | None = None) -> Translator:
     return Translator(
         engine,
         options=options_from(settings),
-        scheduler=Scheduler(settings.scheduler.max_concurrent, settings.scheduler.max_queue),
+        scheduler=Scheduler(generation_slots(settings), settings.scheduler.max_queue),
         cache=PhraseCache(settings.cache.max_entries, settings.cache.ttl_s, enabled=settings.cache.enabled),
         store=MemorySessionStore(settings.session.retention_s),
         max_chars=settings.generation.max_chars,
@@ -49,6 +56,9 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
         log.info("loading model %s", settings.model.name)
         app[ENGINE] = await asyncio.get_running_loop().run_in_executor(None, load_engine, settings)
     engine = app[ENGINE]
+    if isinstance(engine, RemoteEngine):
+        await engine.start()  # health checks run from now on, warm-up or not
+        app[METRICS].watch_endpoints(engine.router)
     if settings.model.warmup:
         await engine.warmup()
     metrics = app[METRICS]

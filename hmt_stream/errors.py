@@ -22,10 +22,12 @@ TOO_LARGE = ErrorKind("too_large", 413, 1009)
 RATE_LIMITED = ErrorKind("rate_limited", 429, 1008)
 OVERLOADED = ErrorKind("overloaded", 503, 1013)
 MODEL_ERROR = ErrorKind("model_error", 500, 1011)
+ENGINE_UNAVAILABLE = ErrorKind("engine_unavailable", 503, 1011)
 SHUTTING_DOWN = ErrorKind("shutting_down", 503, 1001)
 
 KINDS = {kind.code: kind for kind in (BAD_REQUEST, UNSUPPORTED_LANGUAGE, TOO_LONG, UNAUTHORIZED, FORBIDDEN_ORIGIN,
-                                      NOT_FOUND, TOO_LARGE, RATE_LIMITED, OVERLOADED, MODEL_ERROR, SHUTTING_DOWN)}
+                                      NOT_FOUND, TOO_LARGE, RATE_LIMITED, OVERLOADED, MODEL_ERROR, ENGINE_UNAVAILABLE,
+                                      SHUTTING_DOWN)}
 
 
 class HmtError(Exception):

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import errors
 from .cache import PhraseCache
+from .chat import ChatRequest, Request, chat_cache_key, options_for, prompt_for
 from .engine import ChatPrompt, Engine, GenerationOptions
+from .engine.stops import finish_reason, with_stops
 from .errors import HmtError
-from .prompts import build_prompt
 from .ratelimit import RateLimiter
 from .request import TranslationRequest
 from .scheduler import Scheduler, Ticket
@@ -40,6 +43,16 @@ class NullObserver:
     def token_gap(self, seconds: float) -> None: ...
 
     def finished(self, state: str, tokens: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a session's task generates, worked out when the request was taken."""
+
+    prompt: ChatPrompt
+    options: GenerationOptions
+    key: Hashable  # in the phrase cache
+    prompt_tokens: int
 
 
 class Translator:
@@ -71,22 +84,30 @@ class Translator:
             return None
         return session
 
-    def submit(self, request: TranslationRequest, *, principal: str = "anonymous",
+    def submit(self, request: Request, *, principal: str = "anonymous",
                owner: str | None = None) -> TranslationSession:
         """Start a session for request; raises HmtError (shutting_down, too_long, rate_limited, overloaded)
         before any session exists. Input that is refused does not count against the caller's rate."""
         if not self.accepting:
             raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
-        key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, self.options)
-        cached = self.cache.get(key)
+        options = options_for(request, self.options)
+        if isinstance(request, ChatRequest):
+            if request.chars > self.max_chars:
+                raise HmtError(errors.TOO_LONG, f"the messages have {request.chars} characters; "
+                                                f"the limit is {self.max_chars}")
+            key = chat_cache_key(self.engine.model_id, request, options)
+        else:
+            key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, options)
+        cached = self.cache.lookup(key)
         if cached is not None:
             self._count(principal)
             session = TranslationSession(request, owner=owner)
             self.store.add(session)
-            session.append("delta", text=cached)
-            session.append("done", text=cached, cached=True, tokens=0, ttft_ms=0.0, elapsed_ms=0.0)
+            session.append("delta", text=cached.text)
+            session.append("done", text=cached.text, cached=True, tokens=0, ttft_ms=0.0, elapsed_ms=0.0,
+                           finish_reason=cached.finish_reason, prompt_tokens=cached.prompt_tokens)
             return session
-        prompt = ChatPrompt.user(build_prompt(request.text, request.source, request.target))
+        prompt = prompt_for(request)
         tokens = self.engine.prompt_tokens(prompt)
         if tokens > self.max_input_tokens:
             raise HmtError(errors.TOO_LONG,
@@ -95,7 +116,8 @@ class Translator:
         session = TranslationSession(request, owner=owner)
         ticket = self.scheduler.admit(lambda position: session.append("queued", position=position))
         self.store.add(session)
-        task = asyncio.create_task(self._run(session, prompt, ticket, key), name=f"session-{session.id}")
+        task = asyncio.create_task(self._run(session, Work(prompt, options, key, tokens), ticket),
+                                   name=f"session-{session.id}")
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._settle(done, session, ticket))
         session.set_canceller(lambda: self._cancel(session, ticket, task))
@@ -136,7 +158,7 @@ class Translator:
         if not session.finished:
             session.append("cancelled")
 
-    async def translate(self, request: TranslationRequest, *, principal: str = "anonymous",
+    async def translate(self, request: Request, *, principal: str = "anonymous",
                         owner: str | None = None) -> TranslationSession:
         """Submit and wait for the terminal event (the one-shot API)."""
         session = self.submit(request, principal=principal, owner=owner)
@@ -144,7 +166,7 @@ class Translator:
             pass
         return session
 
-    async def _run(self, session: TranslationSession, prompt: ChatPrompt, ticket: Ticket, key: Any) -> None:
+    async def _run(self, session: TranslationSession, work: Work, ticket: Ticket) -> None:
         try:
             await ticket.wait()
         except asyncio.CancelledError:
@@ -152,13 +174,13 @@ class Translator:
                 session.append("cancelled")
             return
         try:
-            await self._generate(session, prompt, key)
+            await self._generate(session, work)
         finally:
             ticket.release()
 
-    async def _generate(self, session: TranslationSession, prompt: ChatPrompt, key: Any) -> None:
+    async def _generate(self, session: TranslationSession, work: Work) -> None:
         session.append("started")
-        generation = self.engine.generate(prompt, self.options)
+        generation = with_stops(self.engine.generate(work.prompt, work.options), work.options)
         ttft: float | None = None
         last = time.monotonic()
         try:
@@ -177,16 +199,22 @@ class Translator:
             session.append("cancelled")
             self.observer.finished("cancelled", generation.tokens)
             return
+        except HmtError as exc:  # the engine's own verdict, e.g. engine_unavailable
+            log.warning("generation failed for session %s: %s: %s", session.id, exc.code, exc.message)
+            session.append("error", code=exc.code, message=exc.message)
+            self.observer.finished("failed", generation.tokens)
+            return
         except Exception as exc:
             log.exception("generation failed for session %s", session.id)
             session.append("error", code=errors.MODEL_ERROR.code, message=f"generation failed: {exc}")
             self.observer.finished("failed", generation.tokens)
             return
         text = session.text
+        reason = finish_reason(generation, work.options)
         session.append("done", text=text, cached=False, tokens=generation.tokens, ttft_ms=ttft or 0.0,
-                       elapsed_ms=_ms(session.created))
+                       elapsed_ms=_ms(session.created), finish_reason=reason, prompt_tokens=work.prompt_tokens)
         self.observer.finished("done", generation.tokens)
-        self.cache.put(key, text)
+        self.cache.put(work.key, text, finish_reason=reason, prompt_tokens=work.prompt_tokens)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking new translations, let the running and queued ones finish for up to grace_s, then cancel

@@ -15,10 +15,12 @@ class GenerationOptions:
     """Sampling options; hashable, because they are part of the phrase cache's key."""
 
     max_new_tokens: int = 512
-    top_k: int = 20
+    top_k: int = 20  # 0: no top-k
     top_p: float = 0.6
-    temperature: float = 0.7
+    temperature: float = 0.7  # 0: greedy
     repetition_penalty: float = 1.05
+    seed: int | None = None  # the same seed, prompt and options give the same text (with sampling)
+    stop: tuple[str, ...] = ()  # strings that end the text, left out of it (see engine/stops.py)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ from aiohttp import web
 
 from ..config import Settings
 from ..keys import SETTINGS
-from . import guard, poll, rest, sse, websocket
+from . import guard, openai, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
+    app.middlewares.append(openai.error_middleware)  # inside rest's, outside the guard: /v1/ auth errors too
     app.middlewares.append(guard.guard_middleware)
     rest.setup(app)
     app.router.add_post("/api/token", guard.issue_token)
@@ -22,6 +23,8 @@ def setup(app: web.Application, settings: Settings) -> None:
         app[websocket.CONNECTIONS] = set()
         app.router.add_get("/ws", websocket.handler)
         app.on_shutdown.append(websocket.shutdown)
+    if settings.transports.openai:
+        openai.setup(app)
 
 
 async def events(request: web.Request) -> web.StreamResponse:

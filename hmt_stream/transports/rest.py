@@ -108,12 +108,18 @@ async def languages(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     translator = request.app.get(TRANSLATOR)
-    return web.json_response({
+    answer: dict[str, Any] = {
         "status": "ok" if translator else "starting",
         "model": request.app[SETTINGS].model.name,
         "demo": bool(translator and translator.engine.demo),
         "ready": translator is not None,
-    })
+    }
+    remote = getattr(translator.engine, "health", None) if translator else None
+    if remote is not None:  # the inference servers of a remote engine
+        answer["endpoints"] = endpoints = remote()
+        if not any(endpoint["state"] == "healthy" for endpoint in endpoints):
+            answer["status"] = "degraded"
+    return web.json_response(answer)
 
 
 async def negotiate(request: web.Request) -> web.Response:

@@ -30,7 +30,8 @@ async def test_the_documented_curl_examples_work(client: TestClient[Any, Any]) -
     base = str(client.make_url("")).rstrip("/")
 
     answer = json.loads(await run(one_shot, base))
-    assert set(answer) == {"session", "text", "cached", "tokens", "ttft_ms", "elapsed_ms"}
+    assert set(answer) == {"session", "text", "cached", "tokens", "ttft_ms", "elapsed_ms", "finish_reason",
+                           "prompt_tokens"}
 
     pages = [json.loads(line) for line in (await run(poll, base)).splitlines()]
     events = [e for page in pages for e in page["events"]]
