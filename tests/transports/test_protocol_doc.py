@@ -26,7 +26,7 @@ async def run(script: str, base_url: str) -> str:
 
 
 async def test_the_documented_curl_examples_work(client: TestClient[Any, Any]) -> None:
-    one_shot, poll, sse = examples()
+    one_shot, poll, sse = [script for script in examples() if "/v1/" not in script]  # test_openai: the rest
     base = str(client.make_url("")).rstrip("/")
 
     answer = json.loads(await run(one_shot, base))
