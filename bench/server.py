@@ -11,7 +11,7 @@ routes that only the benchmark uses:
 - `GET /bench/gc` tells how many garbage collections ran since the last call and how long the longest paused the
   event loop (a full collection of a heap with many sessions can take 100 ms).
 
-    python -m bench.server --engine scripted|demo [--gc default|tuned] [--set section.key=value ...]
+    python -m bench.server --engine scripted|demo|remote [--gc default|tuned] [--set section.key=value ...]
 
 `--gc tuned` is what `serve` does by default (server.gc_tuning): after start-up it freezes the heap so far
 (gc.freeze()) and collects less often (gc.set_threshold(50_000, 20, 100)); `--gc default` is Python's own.
@@ -207,6 +207,10 @@ async def engine_times(request: web.Request) -> web.Response:
 def build_engine(kind: str, settings: Settings) -> Engine:
     if kind == "scripted":
         return ScriptedEngine()
+    if kind == "remote":  # remote.endpoints names the backend (bench/remote.py)
+        from hmt_stream.engine import load_engine
+
+        return load_engine(settings)
     from hmt_stream.engine.demo import build_demo_model
     from hmt_stream.engine.transformers import TransformersEngine
 
@@ -217,7 +221,7 @@ def build_engine(kind: str, settings: Settings) -> Engine:
 
 async def serve(args: argparse.Namespace) -> None:
     overrides = {key: value for key, value in BASE_SETTINGS.items() if known(key)}
-    if args.engine == "demo":
+    if args.engine in ("demo", "remote"):
         overrides["model.demo_dir"] = f"{tempfile.gettempdir()}/hmt-bench-demo-model"
         overrides["scheduler.max_concurrent"] = 4
     for pair in args.set:
@@ -231,6 +235,10 @@ async def serve(args: argparse.Namespace) -> None:
         app[TIMED] = timed
     app.router.add_post("/bench/direct", direct)
     app.router.add_get("/bench/engine-times", engine_times)
+    if args.engine == "remote":
+        from .remote import add_routes
+
+        add_routes(app, settings)
     app[GC] = GcPauses()
     app.router.add_get("/bench/gc", gc_pauses)
     if args.gc == "tuned":
@@ -249,7 +257,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("--engine", choices=("scripted", "demo"), default="scripted")
+    parser.add_argument("--engine", choices=("scripted", "demo", "remote"), default="scripted")
     parser.add_argument("--gc", choices=("default", "tuned"), default="default")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON")
     args = parser.parse_args(argv)

@@ -32,6 +32,7 @@ from .transformers import encode_prompt, load_tokenizer
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {408, 429}  # and every 5xx: the server is busy or broken, another may not be
+_decode = json.JSONDecoder().decode
 
 
 class _Failed(Exception):
@@ -75,7 +76,7 @@ class _Attempt:
         if data == b"[DONE]":
             self.finished = True
             return None
-        chunk = json.loads(data)
+        chunk = _decode(data.decode())
         if "error" in chunk:
             error = chunk["error"]
             raise _Failed(f"error in the stream: {error.get('message', error) if isinstance(error, dict) else error}",
@@ -162,10 +163,14 @@ class RemoteGeneration:
                     raise _Failed(f"HTTP {response.status}: {answer}", down=False)
                 raise HmtError(errors.MODEL_ERROR, f"the inference server {attempt.endpoint.url} refused the "
                                                    f"request: HTTP {response.status}: {answer}")
-            async for line in response.content:
-                text = attempt.read(line)
-                if text is not None:
-                    yield text
+            # Whatever has arrived, split into lines here: one read per network packet rather than two readline()
+            # calls per chunk (a line and the blank one after it), and the deltas of one packet as one.
+            pending = b""
+            async for block in response.content.iter_any():
+                *lines, pending = (pending + block).split(b"\n")
+                texts = [text for line in lines if (text := attempt.read(line)) is not None]
+                if texts:
+                    yield "".join(texts)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Failed(describe_failure(exc), down=True) from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not the JSON an OpenAI server sends

@@ -183,6 +183,26 @@ async def test_cancel_closes_the_backend_stream_within_one_token(backend: MakeBa
     assert remote_engine(client).endpoints[0].outstanding == 0
 
 
+async def test_cancel_closes_the_backend_stream_even_while_nobody_reads(backend: MakeBackend,
+                                                                       gateway: MakeGateway) -> None:
+    remote = scripted(Script(tokens=400, rate=50, text="t{i} "))
+    server = await backend(remote)
+    client = await gateway([server.url])
+    generation = remote_engine(client).generate(PROMPT, GenerationOptions(max_new_tokens=400))
+    reader = generation.__aiter__()
+    for _ in range(3):
+        await reader.__anext__()
+    # The reader holds its third delta and asks for no more (as a stop string's cut does): cancel alone must close.
+    [backend_generation] = remote.generations
+    made = backend_generation.tokens
+    generation.cancel()
+    await asyncio.wait_for(generation.wait_closed(), 2)
+    await asyncio.wait_for(backend_generation.wait_closed(), 2)
+    assert backend_generation.cancelled and backend_generation.tokens - made <= 1
+    assert remote_engine(client).endpoints[0].outstanding == 0
+    await reader.aclose()  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("how", ["disconnect_grace", "shutdown"])
 async def test_a_reader_gone_or_a_shutdown_closes_the_backend_stream_too(
         backend: MakeBackend, gateway: MakeGateway, how: str) -> None:
