@@ -40,6 +40,7 @@ from hmt_stream.app import create_app
 from hmt_stream.cli import tune_gc
 from hmt_stream.config import Settings
 from hmt_stream.engine import ChatPrompt, Engine, Generation, GenerationOptions
+from hmt_stream.engine.base import WrappedGeneration
 from hmt_stream.engine.scripted import ScriptedEngine, stamps
 from hmt_stream.keys import TRANSLATOR
 from hmt_stream.request import TranslationRequest
@@ -71,18 +72,10 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class TimedGeneration:
+class TimedGeneration(WrappedGeneration):
     def __init__(self, inner: Generation, times: list[int]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._times = times
-
-    @property
-    def tokens(self) -> int:
-        return self._inner.tokens
-
-    @tokens.setter
-    def tokens(self, value: int) -> None:
-        self._inner.tokens = value
 
     async def __aiter__(self) -> AsyncIterator[str]:
         first = True
@@ -92,12 +85,6 @@ class TimedGeneration:
                 self._times += [time.monotonic_ns(), self._inner.tokens]
                 first = False
             yield text
-
-    def cancel(self) -> None:
-        self._inner.cancel()
-
-    async def wait_closed(self) -> None:
-        await self._inner.wait_closed()
 
 
 class TimedEngine:

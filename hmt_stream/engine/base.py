@@ -78,6 +78,31 @@ class Generation(Protocol):
     async def wait_closed(self) -> None: ...
 
 
+class WrappedGeneration:
+    """A generation passed through: tokens, cancel() and wait_closed() are the inner one's; subclasses change
+    what its iteration gives."""
+
+    def __init__(self, inner: Generation) -> None:
+        self._inner = inner
+
+    @property
+    def tokens(self) -> int:
+        return self._inner.tokens
+
+    @tokens.setter
+    def tokens(self, value: int) -> None:
+        self._inner.tokens = value
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._inner.__aiter__()
+
+    def cancel(self) -> None:
+        self._inner.cancel()
+
+    async def wait_closed(self) -> None:
+        await self._inner.wait_closed()
+
+
 class Engine(Protocol):
     model_id: str
     demo: bool

@@ -68,8 +68,22 @@ class _Attempt:
             self.response.close()
         self.router.release(self.endpoint)
 
-    def read(self, line: bytes) -> str | None:
-        """The text in one SSE line of the server's stream, if any; raises _Failed for an error in the stream."""
+    def read(self, lines: list[bytes]) -> tuple[str, _Failed | None]:
+        """The text in these SSE lines of the server's stream, and the failure that ended them, if one did: the
+        text before an error in the stream was sent, and must not be lost."""
+        texts: list[str] = []
+        for line in lines:
+            try:
+                text = self._line(line)
+            except _Failed as failure:
+                return "".join(texts), failure
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not what an OpenAI server sends
+                return "".join(texts), _Failed(f"unreadable stream: {describe_failure(exc)}", down=False)
+            if text is not None:
+                texts.append(text)
+        return "".join(texts), None
+
+    def _line(self, line: bytes) -> str | None:
         if not line.startswith(b"data:"):
             return None  # blank lines, comments (: ping), event names
         data = line[5:].strip()
@@ -168,13 +182,13 @@ class RemoteGeneration:
             pending = b""
             async for block in response.content.iter_any():
                 *lines, pending = (pending + block).split(b"\n")
-                texts = [text for line in lines if (text := attempt.read(line)) is not None]
-                if texts:
-                    yield "".join(texts)
+                text, failure = attempt.read(lines)
+                if text:
+                    yield text
+                if failure is not None:
+                    raise failure
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Failed(describe_failure(exc), down=True) from None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not the JSON an OpenAI server sends
-            raise _Failed(f"unreadable stream: {describe_failure(exc)}", down=False) from None
         if not attempt.finished:
             raise _Failed("the stream ended before the answer did", down=True)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from .base import Generation, GenerationOptions
+from .base import Generation, GenerationOptions, WrappedGeneration
 
 
-class StopStrings:
+class StopStrings(WrappedGeneration):
     """A generation cut at the first of `stops` in its text, which is left out (OpenAI's `stop`).
 
     Applied here rather than in each engine, so a local model, a batched one and a remote server stop on the same
@@ -15,18 +15,10 @@ class StopStrings:
     string is held back until the next delta shows whether it is one; deltas still never split a character."""
 
     def __init__(self, inner: Generation, stops: tuple[str, ...]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._stops = tuple(stop for stop in stops if stop)
         self._longest = max((len(stop) for stop in self._stops), default=0)
         self.matched = False
-
-    @property
-    def tokens(self) -> int:
-        return self._inner.tokens
-
-    @tokens.setter
-    def tokens(self, value: int) -> None:
-        self._inner.tokens = value
 
     def _first_stop(self, text: str) -> int:
         found = [index for stop in self._stops if (index := text.find(stop)) >= 0]
@@ -58,12 +50,6 @@ class StopStrings:
                 yield ready
         if held:
             yield held
-
-    def cancel(self) -> None:
-        self._inner.cancel()
-
-    async def wait_closed(self) -> None:
-        await self._inner.wait_closed()
 
 
 def with_stops(generation: Generation, options: GenerationOptions) -> Generation:

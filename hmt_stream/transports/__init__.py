@@ -12,7 +12,6 @@ from . import guard, openai, poll, rest, sse, websocket
 def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
-    app.middlewares.append(openai.error_middleware)  # inside rest's, outside the guard: /v1/ auth errors too
     app.middlewares.append(guard.guard_middleware)
     rest.setup(app)
     app.router.add_post("/api/token", guard.issue_token)

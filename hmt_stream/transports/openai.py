@@ -16,17 +16,15 @@ from aiohttp import web
 
 from .. import errors
 from ..errors import HmtError
-from ..keys import METRICS, SETTINGS
+from ..keys import SETTINGS
 from ..session import Event, TranslationSession
 from . import openai_protocol as wire
-from .guard import Handler, owner_of, principal_of
-from .rest import read_json, translator_of
+from .guard import owner_of, principal_of
+from .rest import ERROR_SHAPES, read_json, retry_headers, translator_of
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/v1/"
 _CREATED = wire.now()  # when this server's model "was created", as /v1/models reports it
-_STATUS_KINDS = {404: errors.NOT_FOUND, 413: errors.TOO_LARGE}
 
 
 def _json(body: Any) -> bytes:
@@ -34,28 +32,9 @@ def _json(body: Any) -> bytes:
 
 
 def error_response(error: HmtError) -> web.Response:
-    headers = {"Content-Type": "application/json"}
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    return web.Response(body=_json(wire.error_body(error)), status=error.kind.http_status, headers=headers)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors under /v1/ in OpenAI's shape (the SDKs raise their own classes from it), auth errors included."""
-    if not request.path.startswith(PREFIX):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except HmtError as error:
-        request.app[METRICS].error(error.code)
-        return error_response(error)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        kind = _STATUS_KINDS.get(exc.status) or errors.ErrorKind(errors.BAD_REQUEST.code, exc.status, 1003)
-        request.app[METRICS].error(kind.code)
-        return error_response(HmtError(kind, exc.reason))
+    """OpenAI's error body, from which the SDKs raise their own classes (auth errors of the guard included)."""
+    return web.Response(body=_json(wire.error_body(error)), status=error.kind.http_status,
+                        headers={"Content-Type": "application/json", **retry_headers(error)})
 
 
 def _served(request: web.Request) -> tuple[str, set[str]]:
@@ -168,6 +147,7 @@ async def _stream(request: web.Request, session: TranslationSession, chunks: wir
 
 
 def setup(app: web.Application) -> None:
+    app.setdefault(ERROR_SHAPES, {})["/v1/"] = error_response
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{model}", model)
     app.router.add_post("/v1/chat/completions", chat_completions)

@@ -21,6 +21,7 @@ from hmt_stream.engine.remote import RemoteEngine
 from hmt_stream.engine.transformers import TransformersEngine
 from hmt_stream.keys import ENGINE, TRANSLATOR
 from hmt_stream.translator import Translator
+from hmt_stream.transports.guard import Handler
 from tests.conftest import make_settings
 
 
@@ -53,7 +54,7 @@ def backend(aiohttp_server: Any, demo_dir: Path, engine: TransformersEngine) -> 
         backend = Backend(server=None)  # type: ignore[arg-type]
 
         @web.middleware
-        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.path == "/v1/chat/completions":
                 backend.bodies.append(await request.json())
             return await handler(request)

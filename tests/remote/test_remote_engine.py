@@ -10,11 +10,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from hmt_stream import config
+from hmt_stream.app import generation_slots
 from hmt_stream.engine import ChatPrompt, GenerationOptions
-from hmt_stream.engine.remote import RemoteEngine
+from hmt_stream.engine.remote import RemoteEngine, _Attempt
+from hmt_stream.engine.router import Router
 from hmt_stream.engine.scripted import Script, ScriptedEngine
 from hmt_stream.engine.transformers import TransformersEngine
-from hmt_stream.errors import ModelLoadError
+from hmt_stream.errors import ConfigError, ModelLoadError
 from hmt_stream.prompts import build_prompt
 from hmt_stream.request import TranslationRequest
 from hmt_stream.session import Event, TranslationSession
@@ -80,9 +82,9 @@ async def test_openai_requests_pass_seed_and_stop_through_the_gateway(
     server = await backend(cache__enabled=False)
     client = await gateway([server.url], cache__enabled=False)
     api = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key="none", max_retries=0)
-    messages = [{"role": "user", "content": PROMPT.messages[0].content}]
+    messages: Any = [{"role": "user", "content": PROMPT.messages[0].content}]
     try:
-        answer = await api.chat.completions.create(model="demo", messages=messages, max_tokens=20,  # type: ignore[arg-type]
+        answer = await api.chat.completions.create(model="demo", messages=messages, max_tokens=20,
                                                    seed=4, stop=["never there"])
     finally:
         await api.close()
@@ -290,3 +292,27 @@ async def test_a_client_error_from_the_backend_is_a_model_error_not_a_retry(
     log = await finish(translator_of(client).submit(REQUEST))
     assert log[-1].type == "error" and log[-1].data["code"] == "model_error"
     assert "HTTP 400" in log[-1].data["message"] and good.bodies == []
+
+
+def test_endpoints_come_from_config_or_the_environment_comma_separated() -> None:
+    settings = config.load(None, environ={"HMT_REMOTE_ENDPOINTS": "http://gpu-1:8000/v1, http://gpu-2:30000/v1"})
+    assert settings.remote.endpoints == ("http://gpu-1:8000/v1", "http://gpu-2:30000/v1")
+    assert generation_slots(settings.replace({"remote.max_concurrent": 3})) == 6
+    assert generation_slots(config.Settings()) == config.Settings().scheduler.max_concurrent
+    with pytest.raises(ConfigError, match=r"remote\.endpoints: 'gpu-1:8000' is not an http"):
+        config.load(None, environ={"HMT_REMOTE_ENDPOINTS": "gpu-1:8000"})
+
+
+def test_text_that_arrived_with_an_error_is_kept() -> None:
+    # One network packet may carry the last chunks and the error after them: the text before the error was sent.
+    router = Router(["http://127.0.0.1:9/v1"], 1)
+    attempt = _Attempt(router, router.endpoints[0])
+    lines = [b'data: {"choices":[{"index":0,"delta":{"content":"a4 "}}]}', b"", b": ping", b"",
+             b'data: {"error": {"message": "boom", "type": "server_error"}}', b""]
+    text, failure = attempt.read(lines)
+    assert text == "a4 " and failure is not None and "boom" in str(failure) and not failure.down
+    text, failure = attempt.read([b'data: {"choices":[{"delta":{"content":"b"}}]}', b"data: {not json"])
+    assert text == "b" and failure is not None and "unreadable" in str(failure)
+    text, failure = attempt.read([b'data: {"choices":[{"delta":{},"finish_reason":"length"}]}',
+                                  b'data: {"choices":[],"usage":{"completion_tokens":7}}', b"data: [DONE]"])
+    assert (text, failure, attempt.finished, attempt.tokens) == ("", None, True, 7)

@@ -24,7 +24,7 @@ from .conftest import LONG, MakeClient, translator_of
 from .test_guard import AUTH, SECRET
 
 TEXT = "Translate the following segment into French, without additional explanation.\n\nGood morning, everyone."
-MESSAGES = [{"role": "user", "content": TEXT}]
+MESSAGES: Any = [{"role": "user", "content": TEXT}]  # Any: the SDK wants its TypedDicts
 NO_CACHE = {"cache__enabled": False}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -75,14 +75,14 @@ async def test_models_are_listed_and_retrieved(client: TestClient[Any, Any], sdk
     assert missing.value.body == {"message": "the model 'gpt-4o' does not exist", "type": "not_found_error",
                                   "param": None, "code": "model_not_found"}
     with pytest.raises(openai.NotFoundError):
-        await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # type: ignore[arg-type]
+        await api.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
 
 async def test_a_completion_is_what_the_engine_makes_of_the_messages(make_client: MakeClient,
                                                                       engine: TransformersEngine, sdk: Sdk) -> None:
     client = await make_client(**NO_CACHE)
     api = sdk(client)
-    answer = await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=12,  # type: ignore[arg-type]
+    answer = await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=12,
                                                seed=7)
     expected = await generate(engine, ChatPrompt.user(TEXT), GenerationOptions(max_new_tokens=12, seed=7))
     assert answer.id.startswith("chatcmpl-") and answer.object == "chat.completion" and answer.model == "demo"
@@ -100,7 +100,7 @@ async def test_a_stream_is_chunks_then_usage_then_done(make_client: MakeClient, 
                                                        sdk: Sdk) -> None:
     client = await make_client(**NO_CACHE)
     api = sdk(client)
-    stream = await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=12,  # type: ignore[arg-type]
+    stream = await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=12,
                                                seed=7, stream=True, stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
     expected = await generate(engine, ChatPrompt.user(TEXT), GenerationOptions(max_new_tokens=12, seed=7))
@@ -120,9 +120,9 @@ def test_the_sync_sdk_streams_and_completes(demo_dir: Path, engine: Transformers
     try:
         api = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
         assert [model.id for model in api.models.list()] == ["demo"]
-        whole = api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=10,  # type: ignore[arg-type]
+        whole = api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=10,
                                             seed=3)
-        with api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=10, seed=3,  # type: ignore[arg-type]
+        with api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=10, seed=3,
                                          stream=True) as stream:
             streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
         assert streamed == whole.choices[0].message.content and streamed
@@ -149,11 +149,11 @@ async def test_the_chat_template_sees_every_message_and_continues_a_final_assist
         make_client: MakeClient, engine: TransformersEngine, sdk: Sdk) -> None:
     client = await make_client(**NO_CACHE)
     api = sdk(client)
-    messages = [{"role": "system", "content": "You translate."},
+    messages: Any = [{"role": "system", "content": "You translate."},
                 {"role": "user", "content": [{"type": "text", "text": "Translate into French:\n\n"},
                                              {"type": "text", "text": "Good night."}]},
                 {"role": "assistant", "content": "Bonne"}]
-    answer = await api.chat.completions.create(model="demo", messages=messages, max_tokens=10,  # type: ignore[arg-type]
+    answer = await api.chat.completions.create(model="demo", messages=messages, max_tokens=10,
                                                temperature=0, extra_body={"continue_final_message": True,
                                                                           "add_generation_prompt": False})
     prompt = ChatPrompt((Message("system", "You translate."), Message("user", "Translate into French:\n\nGood night."),
@@ -164,7 +164,7 @@ async def test_the_chat_template_sees_every_message_and_continues_a_final_assist
     # Answered instead of continued, the same messages are a longer prompt: a new assistant turn is opened.
     answered = ChatPrompt(prompt.messages)
     assert engine.prompt_tokens(answered) != engine.prompt_tokens(prompt)
-    plain = await api.chat.completions.create(model="demo", messages=messages, max_tokens=1,  # type: ignore[arg-type]
+    plain = await api.chat.completions.create(model="demo", messages=messages, max_tokens=1,
                                               temperature=0)
     assert plain.usage is not None and plain.usage.prompt_tokens == engine.prompt_tokens(answered)
 
@@ -198,8 +198,8 @@ async def test_the_phrase_cache_key_is_the_whole_prompt_and_options(client: Test
     api = sdk(client)
     cache = translator_of(client).cache
 
-    async def ask(messages: list[dict[str, str]], **options: Any) -> str:
-        answer = await api.chat.completions.create(model="demo", messages=messages,  # type: ignore[arg-type]
+    async def ask(messages: Any, **options: Any) -> str:
+        answer = await api.chat.completions.create(model="demo", messages=messages,
                                                    temperature=0, **options)
         return str(answer.choices[0].message.content)
 
@@ -243,14 +243,14 @@ async def test_bad_json_unknown_routes_and_the_sdk_class(client: TestClient[Any,
     response = await client.get("/v1/completions")
     assert response.status == 404 and (await response.json())["error"]["type"] == "not_found_error"
     with pytest.raises(openai.BadRequestError) as refused:
-        await sdk(client).chat.completions.create(model="demo", messages=MESSAGES,  # type: ignore[arg-type]
-                                                  temperature="hot")  # type: ignore[arg-type]
+        await sdk(client).chat.completions.create(model="demo", messages=MESSAGES,
+                                                  temperature="hot")  # type: ignore[call-overload]
     assert refused.value.code == "bad_request" and refused.value.param == "temperature"
 
 
 async def test_unknown_fields_are_ignored(client: TestClient[Any, Any], sdk: Sdk) -> None:
     answer = await sdk(client).chat.completions.create(
-        model="demo", messages=MESSAGES, max_tokens=4, user="someone", presence_penalty=0.5,  # type: ignore[arg-type]
+        model="demo", messages=MESSAGES, max_tokens=4, user="someone", presence_penalty=0.5,
         extra_body={"frobnicate": {"level": 11}, "best_of": 1})
     assert answer.choices[0].message.role == "assistant"
 
@@ -258,7 +258,7 @@ async def test_unknown_fields_are_ignored(client: TestClient[Any, Any], sdk: Sdk
 async def test_too_long_prompts_are_refused(make_client: MakeClient, sdk: Sdk) -> None:
     client = await make_client(generation__max_input_tokens=16)
     with pytest.raises(openai.BadRequestError) as refused:
-        await sdk(client).chat.completions.create(model="demo", messages=MESSAGES)  # type: ignore[arg-type]
+        await sdk(client).chat.completions.create(model="demo", messages=MESSAGES)
     assert refused.value.code == "too_long"
 
 
@@ -267,13 +267,14 @@ async def test_auth_takes_an_api_key_or_a_jwt(make_client: MakeClient, sdk: Sdk)
     for key in ("none", "wrong-key"):
         with pytest.raises(openai.AuthenticationError) as refused:
             await sdk(client, key).models.list()
-        assert refused.value.body == {"message": refused.value.body["message"],  # type: ignore[index]
-                                      "type": "authentication_error", "param": None, "code": "unauthorized"}
+        body: Any = refused.value.body
+        assert body == {"message": body["message"], "type": "authentication_error", "param": None,
+                        "code": "unauthorized"}
         with pytest.raises(openai.AuthenticationError):
-            await sdk(client, key).chat.completions.create(model="demo", messages=MESSAGES)  # type: ignore[arg-type]
+            await sdk(client, key).chat.completions.create(model="demo", messages=MESSAGES)
     token = jwt.encode({"sub": "tool", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
     for key in ("key-one", token):
-        answer = await sdk(client, key).chat.completions.create(model="demo", messages=MESSAGES,  # type: ignore[arg-type]
+        answer = await sdk(client, key).chat.completions.create(model="demo", messages=MESSAGES,
                                                                 max_tokens=3)
         assert answer.choices[0].message.role == "assistant"
 
@@ -282,9 +283,9 @@ async def test_the_rate_limit_answers_429_with_retry_after(make_client: MakeClie
     client = await make_client(limits__rate="2/minute")
     api = sdk(client)
     for _ in range(2):
-        await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=2)  # type: ignore[arg-type]
+        await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=2)
     with pytest.raises(openai.RateLimitError) as limited:
-        await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=2)  # type: ignore[arg-type]
+        await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=2)
     assert limited.value.code == "rate_limited" and limited.value.type == "rate_limit_error"
     assert 1 <= int(limited.value.response.headers["Retry-After"]) <= 60
 
@@ -292,10 +293,10 @@ async def test_the_rate_limit_answers_429_with_retry_after(make_client: MakeClie
 async def test_a_full_queue_answers_503_overloaded(make_client: MakeClient, sdk: Sdk) -> None:
     client = await make_client(scheduler__max_concurrent=1, scheduler__max_queue=0, **LONG)
     api = sdk(client)
-    busy = await api.chat.completions.create(model="demo", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    busy = await api.chat.completions.create(model="demo", messages=MESSAGES, stream=True)
     await busy.__anext__()  # the role chunk: the first completion holds the only slot now
     with pytest.raises(openai.InternalServerError) as refused:
-        await api.chat.completions.create(model="demo", messages=MESSAGES)  # type: ignore[arg-type]
+        await api.chat.completions.create(model="demo", messages=MESSAGES)
     assert refused.value.status_code == 503 and refused.value.code == "overloaded"
     assert int(refused.value.response.headers["Retry-After"]) >= 1
     await busy.close()
@@ -323,15 +324,15 @@ async def test_an_error_mid_stream_reaches_the_sdk(aiohttp_client: Any, demo_dir
     app = create_app(make_settings(demo_dir, model__name="scripted"), engine=ScriptedEngine(model_id="scripted"))
     client: TestClient[Any, Any] = await aiohttp_client(app)
     api = sdk(client)
-    failing = [{"role": "user", "content": Script(tokens=10, fail_after=3, text="t{i} ").directive()}]
-    stream = await api.chat.completions.create(model="scripted", messages=failing, stream=True)  # type: ignore[arg-type]
+    failing: Any = [{"role": "user", "content": Script(tokens=10, fail_after=3, text="t{i} ").directive()}]
+    stream = await api.chat.completions.create(model="scripted", messages=failing, stream=True)
     seen = []
     with pytest.raises(openai.APIError, match="scripted failure after 3 tokens"):
         async for chunk in stream:
             seen.append(chunk.choices[0].delta.content)
     assert "".join(text or "" for text in seen) == "t0 t1 t2 "
     with pytest.raises(openai.InternalServerError) as failed:
-        await api.chat.completions.create(model="scripted", messages=failing)  # type: ignore[arg-type]
+        await api.chat.completions.create(model="scripted", messages=failing)
     assert failed.value.status_code == 500 and failed.value.code == "model_error"
 
 
