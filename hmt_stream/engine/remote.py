@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {408, 429}  # and every 5xx: the server is busy or broken, another may not be
 _decode = json.JSONDecoder().decode
+_JSON = {"Content-Type": "application/json"}
 
 
 class _Failed(Exception):
@@ -170,7 +171,7 @@ class RemoteGeneration:
         body = engine.body(prompt, dataclasses.replace(self._options, max_new_tokens=budget))
         url = attempt.endpoint.url + "/chat/completions"
         try:
-            attempt.response = response = await engine.http.post(url, data=body, headers=engine.headers)
+            attempt.response = response = await engine.http.post(url, data=body, headers=_JSON)
             if response.status != 200:
                 answer = (await response.text())[:300]
                 if response.status >= 500 or response.status in RETRY_STATUSES:
@@ -216,9 +217,7 @@ class RemoteEngine:
         self.device = f"remote ({len(router.endpoints)} servers)"
         self.timeout_s = timeout_s
         self.health_interval_s = health_interval_s
-        self.headers = {"Content-Type": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}  # health probes carry it too
         self._prompt_ids = functools.lru_cache(maxsize=256)(functools.partial(encode_prompt, tokenizer))
         self._http: aiohttp.ClientSession | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -253,7 +252,8 @@ class RemoteEngine:
         if self._http is not None:
             return
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s)
-        self._http = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
+        self._http = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0),
+                                           headers=self.headers)
         probe_timeout = min(self.timeout_s, max(1.0, self.health_interval_s))
         await self.router.check(self._http, probe_timeout)
         self._watch = asyncio.create_task(self.router.watch(self._http, self.health_interval_s, probe_timeout),

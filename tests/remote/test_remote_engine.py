@@ -316,3 +316,14 @@ def test_text_that_arrived_with_an_error_is_kept() -> None:
     text, failure = attempt.read([b'data: {"choices":[{"delta":{},"finish_reason":"length"}]}',
                                   b'data: {"choices":[],"usage":{"completion_tokens":7}}', b"data: [DONE]"])
     assert (text, failure, attempt.finished, attempt.tokens) == ("", None, True, 7)
+
+
+async def test_the_api_key_goes_to_the_servers_with_every_request_and_probe(backend: MakeBackend,
+                                                                           gateway: MakeGateway) -> None:
+    server = await backend(auth__enabled=True, auth__api_keys=("backend-key",))
+    keyed = await gateway([server.url], remote__api_key="backend-key")
+    assert (await keyed.post("/api/translate", json=BODY)).status == 200
+    assert [e["state"] for e in (await (await keyed.get("/api/health")).json())["endpoints"]] == ["healthy"]
+    keyless = await gateway([server.url])
+    [endpoint] = (await (await keyless.get("/api/health")).json())["endpoints"]
+    assert endpoint["state"] == "down" and "HTTP 401" in endpoint["last_error"]

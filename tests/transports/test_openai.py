@@ -290,6 +290,17 @@ async def test_the_rate_limit_answers_429_with_retry_after(make_client: MakeClie
     assert 1 <= int(limited.value.response.headers["Retry-After"]) <= 60
 
 
+async def test_a_stream_waiting_in_the_queue_says_so_in_comments(make_client: MakeClient) -> None:
+    client = await make_client(scheduler__max_concurrent=1, **LONG)
+    first = await client.post("/v1/chat/completions", json={"messages": MESSAGES, "stream": True})
+    second = await client.post("/v1/chat/completions", json={"messages": MESSAGES, "stream": True})
+    role = json.loads((await second.content.readuntil(b"\n\n"))[6:])
+    assert role["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert await second.content.readuntil(b"\n\n") == b": queued 1\n\n"
+    first.close()
+    second.close()
+
+
 async def test_a_full_queue_answers_503_overloaded(make_client: MakeClient, sdk: Sdk) -> None:
     client = await make_client(scheduler__max_concurrent=1, scheduler__max_queue=0, **LONG)
     api = sdk(client)
@@ -302,15 +313,23 @@ async def test_a_full_queue_answers_503_overloaded(make_client: MakeClient, sdk:
     await busy.close()
 
 
-async def test_a_client_that_goes_away_cancels_its_completion_at_once(make_client: MakeClient) -> None:
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_client_that_goes_away_cancels_its_completion_at_once(make_client: MakeClient,
+                                                                      stream: bool) -> None:
     # A grace period far longer than the test: only the OpenAI transport's own cancel can end the session.
     client = await make_client(session__disconnect_grace_s=600, **LONG)
-    response = await client.post("/v1/chat/completions", json={"model": "demo", "messages": MESSAGES,
-                                                               "stream": True})
-    await response.content.readuntil(b"\n\n")
-    [session] = translator_of(client).store.all()
-    assert not session.finished
-    response.close()
+    request = asyncio.create_task(client.post("/v1/chat/completions", json={"model": "demo", "messages": MESSAGES,
+                                                                            "stream": stream}))
+    store = translator_of(client).store
+    while not store.all() or store.all()[0].state != "running":
+        await asyncio.sleep(0.01)
+    [session] = store.all()
+    if stream:
+        response = await request
+        await response.content.readuntil(b"\n\n")
+        response.close()
+    else:
+        request.cancel()  # the client gives up waiting: its connection closes
     began = time.monotonic()
     while not session.finished:
         await asyncio.sleep(0.02)
