@@ -27,6 +27,7 @@ from hmt_stream.config import Settings
 from hmt_stream.engine.scripted import Script, stamps
 from hmt_stream.prompts import build_prompt
 
+from . import report
 from .clients import Stream, http_session
 from .cpu import RATE, Plan, quiet
 from .harness import Server, window, window_figures
@@ -113,7 +114,10 @@ async def suite(plan: Plan) -> dict[str, Any]:
     streams, window_s, requests = plan.cost_streams, plan.cost_window_s, 10 * plan.ttft_requests
     lead = 1.5
     script = Script(tokens=int(RATE * (lead + window_s + 1.0)), rate=RATE, stamp=True, text="x")
-    out: dict[str, Any] = {"streams": streams, "rate": RATE, "window_s": window_s, "targets": TARGETS}
+    # Its own time and commit: this suite may be run alone (--only remote) and merged into an older document.
+    out: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": report.machine()["commit"],
+                           "quick": plan.quick, "streams": streams, "rate": RATE, "window_s": window_s,
+                           "targets": TARGETS}
     async with Server() as backend:
         gateway_settings = {"remote.endpoints": [backend.base + "/v1"], "remote.max_concurrent": 20000,
                             "remote.model": "scripted", "model.name": "demo", "cache.enabled": False}

@@ -497,7 +497,11 @@ def _remote(remote: dict[str, Any] | None) -> str:
                   _n(first.get(key, {}).get("p90"), 2), _n(first.get(key, {}).get("p99"), 2)]
                  for key, name in (("backend", "straight from the inference server"),
                                    ("gateway", "through the gateway"))]
-    return (head + "The inference server is hmt-stream's bench server with the ScriptedEngine (stamped tokens at "
+    quick = " (**a `--quick` run**: shortened, for trying things out)" if remote.get("quick") else ""
+    return (head + f"Run {remote.get('when', '?')}, commit `{remote.get('commit', '?')}`{quick}; the machine was "
+            f"{_n(remote['modes']['gateway'].get('machine_busy_before_pct'), 0)} % busy before the CPU runs and "
+            f"{_n(remote.get('ttft_machine_busy_before_pct'), 0)} % before the latency run.\n\n"
+            "The inference server is hmt-stream's bench server with the ScriptedEngine (stamped tokens at "
             f"{_n(remote['rate'], 0)} tokens/s per stream, not a model) serving `/v1/chat/completions`; the gateway "
             "is the bench server with `remote.endpoints` pointing at it, each in its own process "
             "(`bench/remote.py`). **CPU**: the gateway process's CPU per token while it reads "
