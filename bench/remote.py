@@ -62,18 +62,21 @@ async def raw_remote(request: web.Request) -> web.Response:
         content = build_prompt(body["text"].replace("{i}", str(i)), "en", "fr")
         chat = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": content}]}
         async with http.post(url, json=chat) as response:
-            async for line in response.content:
-                if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-                    continue
-                choices = json.loads(line[6:])["choices"]
-                text = choices[0]["delta"].get("content") if choices else None
-                if text:
-                    now = time.monotonic_ns()
-                    if record["first"] is None:
-                        record["first"] = now
-                    for stamp in stamps(text):
-                        record["recv"].append(now)
-                        record["stamps"].append(stamp)
+            pending = b""
+            async for block in response.content.iter_any():  # as the RemoteEngine reads: packets, split here
+                *lines, pending = (pending + block).split(b"\n")
+                now = time.monotonic_ns()
+                for line in lines:
+                    if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                        continue
+                    choices = json.loads(line[6:])["choices"]
+                    text = choices[0]["delta"].get("content") if choices else None
+                    if text:
+                        if record["first"] is None:
+                            record["first"] = now
+                        for stamp in stamps(text):
+                            record["recv"].append(now)
+                            record["stamps"].append(stamp)
         record["terminal"], record["end"] = "done", time.monotonic_ns()
 
     async with http_session() as http:

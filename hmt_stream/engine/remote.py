@@ -53,7 +53,8 @@ class _Attempt:
         self.response: aiohttp.ClientResponse | None = None
         self.deltas = 0
         self.usage_tokens: int | None = None
-        self.finished = False
+        self.finished = False  # the server said the answer is complete
+        self.drained = False  # and the response was read to its end, so its connection can be used again
         self._closed = False
 
     @property
@@ -61,12 +62,16 @@ class _Attempt:
         return self.usage_tokens if self.usage_tokens is not None else self.deltas
 
     def close(self) -> None:
-        """Drop the connection (a server aborts a request whose client went away) and free the slot."""
+        """Free the slot, and the connection: kept for the next request when the answer was read to its end,
+        dropped otherwise (a server aborts a request whose client went away)."""
         if self._closed:
             return
         self._closed = True
         if self.response is not None:
-            self.response.close()
+            if self.drained:
+                self.response.release()
+            else:
+                self.response.close()
         self.router.release(self.endpoint)
 
     def read(self, lines: list[bytes]) -> tuple[str, _Failed | None]:
@@ -188,6 +193,7 @@ class RemoteGeneration:
                     yield text
                 if failure is not None:
                     raise failure
+            attempt.drained = attempt.finished
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Failed(describe_failure(exc), down=True) from None
         if not attempt.finished:
