@@ -518,4 +518,10 @@ def _remote(remote: dict[str, Any] | None) -> str:
             "both ways), so the difference is the gateway's hop: its HTTP handling, counting the prompt's tokens "
             "with the local tokenizer, the session, and its own request to the server.\n\n"
             + _table(["path", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)"], ttft_rows)
-            + f"\nAdded at p50: **{_n(remote.get('ttft_added_p50_ms'), 2)} ms**.\n")
+            + f"\nAdded at p50: **{_n(remote.get('ttft_added_p50_ms'), 2)} ms**.\n\n"
+            "Reading them: with the rest of the machine busy (the *others' CPU* column), every hop through another "
+            "process waits for a core, and the gateway's path has two more such hops than the direct one; CPU per "
+            "token is far less disturbed than latency. Besides the hop, the gateway's request path holds the rate "
+            "limiter (the `limits` library's memory storage starts a timer thread on a request when its last one "
+            "has ended: a thread start, which waits for the new thread to be scheduled) and counting the prompt's "
+            "tokens with the local tokenizer (`generation.max_input_tokens`).\n")
