@@ -24,6 +24,7 @@ import aiohttp
 from .. import errors
 from ..config import Settings
 from ..errors import HmtError, ModelLoadError
+from .attempt import Attempt, Failed
 from .base import ChatPrompt, GenerationOptions
 from .demo import build_demo_model, is_demo_checkpoint
 from .router import Endpoint, Router, describe_failure
@@ -32,89 +33,7 @@ from .transformers import encode_prompt, load_tokenizer
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {408, 429}  # and every 5xx: the server is busy or broken, another may not be
-_decode = json.JSONDecoder().decode
 _JSON = {"Content-Type": "application/json"}
-
-
-class _Failed(Exception):
-    """This server failed this request; `down`: it looks unreachable or hung (not just unable to serve it)."""
-
-    def __init__(self, reason: str, *, down: bool) -> None:
-        super().__init__(reason)
-        self.down = down
-
-
-class _Attempt:
-    """One request to one server: its slot in the router and its response, each released exactly once."""
-
-    def __init__(self, router: Router, endpoint: Endpoint) -> None:
-        self.router = router
-        self.endpoint = endpoint
-        self.response: aiohttp.ClientResponse | None = None
-        self.deltas = 0
-        self.usage_tokens: int | None = None
-        self.finished = False  # the server said the answer is complete
-        self.drained = False  # and the response was read to its end, so its connection can be used again
-        self._closed = False
-
-    @property
-    def tokens(self) -> int:
-        return self.usage_tokens if self.usage_tokens is not None else self.deltas
-
-    def close(self) -> None:
-        """Free the slot, and the connection: kept for the next request when the answer was read to its end,
-        dropped otherwise (a server aborts a request whose client went away)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.response is not None:
-            if self.drained:
-                self.response.release()
-            else:
-                self.response.close()
-        self.router.release(self.endpoint)
-
-    def read(self, lines: list[bytes]) -> tuple[str, _Failed | None]:
-        """The text in these SSE lines of the server's stream, and the failure that ended them, if one did: the
-        text before an error in the stream was sent, and must not be lost."""
-        texts: list[str] = []
-        for line in lines:
-            try:
-                text = self._line(line)
-            except _Failed as failure:
-                return "".join(texts), failure
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not what an OpenAI server sends
-                return "".join(texts), _Failed(f"unreadable stream: {describe_failure(exc)}", down=False)
-            if text is not None:
-                texts.append(text)
-        return "".join(texts), None
-
-    def _line(self, line: bytes) -> str | None:
-        if not line.startswith(b"data:"):
-            return None  # blank lines, comments (: ping), event names
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            self.finished = True
-            return None
-        chunk = _decode(data.decode())
-        if "error" in chunk:
-            error = chunk["error"]
-            raise _Failed(f"error in the stream: {error.get('message', error) if isinstance(error, dict) else error}",
-                          down=False)
-        usage = chunk.get("usage")
-        if usage:
-            self.usage_tokens = int(usage.get("completion_tokens", 0))
-        choices = chunk.get("choices")
-        if not choices:
-            return None
-        choice = choices[0]
-        if choice.get("finish_reason"):
-            self.finished = True
-        text = (choice.get("delta") or {}).get("content")
-        if text:
-            self.deltas += 1
-            return str(text)
-        return None
 
 
 class RemoteGeneration:
@@ -123,7 +42,7 @@ class RemoteGeneration:
         self._engine = engine
         self._prompt = prompt
         self._options = options
-        self._attempt: _Attempt | None = None
+        self._attempt: Attempt | None = None
         self._cancelled = False
         self._closed = asyncio.Event()
 
@@ -144,14 +63,14 @@ class RemoteGeneration:
                                    + (f" ({'; '.join(failures[-3:])})" if failures else
                                       f": {router.healthy} of {len(router.endpoints)} healthy, all busy or tried"))
                 tried.add(endpoint)
-                self._attempt = attempt = _Attempt(router, endpoint)
+                self._attempt = attempt = Attempt(router, endpoint)
                 stream = self._stream(attempt, self._prompt.continued(given), budget)
                 try:
                     async for text in stream:
                         given += text
                         yield text
                     return
-                except _Failed as failure:
+                except Failed as failure:
                     if self._cancelled:
                         return
                     endpoint.failures += 1
@@ -171,7 +90,7 @@ class RemoteGeneration:
         finally:
             self._closed.set()
 
-    async def _stream(self, attempt: _Attempt, prompt: ChatPrompt, budget: int) -> AsyncGenerator[str, None]:
+    async def _stream(self, attempt: Attempt, prompt: ChatPrompt, budget: int) -> AsyncGenerator[str, None]:
         engine = self._engine
         body = engine.body(prompt, dataclasses.replace(self._options, max_new_tokens=budget))
         url = attempt.endpoint.url + "/chat/completions"
@@ -180,7 +99,7 @@ class RemoteGeneration:
             if response.status != 200:
                 answer = (await response.text())[:300]
                 if response.status >= 500 or response.status in RETRY_STATUSES:
-                    raise _Failed(f"HTTP {response.status}: {answer}", down=False)
+                    raise Failed(f"HTTP {response.status}: {answer}", down=False)
                 raise HmtError(errors.MODEL_ERROR, f"the inference server {attempt.endpoint.url} refused the "
                                                    f"request: HTTP {response.status}: {answer}")
             # Whatever has arrived, split into lines here: one read per network packet rather than two readline()
@@ -195,9 +114,9 @@ class RemoteGeneration:
                     raise failure
             attempt.drained = attempt.finished
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Failed(describe_failure(exc), down=True) from None
+            raise Failed(describe_failure(exc), down=True) from None
         if not attempt.finished:
-            raise _Failed("the stream ended before the answer did", down=True)
+            raise Failed("the stream ended before the answer did", down=True)
 
     def cancel(self) -> None:
         """Close the server's stream now, whether or not the reader is waiting on it."""

@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from hmt_stream import config
 from hmt_stream.app import generation_slots
 from hmt_stream.engine import ChatPrompt, GenerationOptions
-from hmt_stream.engine.remote import RemoteEngine, _Attempt
+from hmt_stream.engine.attempt import Attempt
+from hmt_stream.engine.remote import RemoteEngine
 from hmt_stream.engine.router import Router
 from hmt_stream.engine.scripted import Script, ScriptedEngine
 from hmt_stream.engine.transformers import TransformersEngine
@@ -306,7 +307,7 @@ def test_endpoints_come_from_config_or_the_environment_comma_separated() -> None
 def test_text_that_arrived_with_an_error_is_kept() -> None:
     # One network packet may carry the last chunks and the error after them: the text before the error was sent.
     router = Router(["http://127.0.0.1:9/v1"], 1)
-    attempt = _Attempt(router, router.endpoints[0])
+    attempt = Attempt(router, router.endpoints[0])
     lines = [b'data: {"choices":[{"index":0,"delta":{"content":"a4 "}}]}', b"", b": ping", b"",
              b'data: {"error": {"message": "boom", "type": "server_error"}}', b""]
     text, failure = attempt.read(lines)
