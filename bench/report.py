@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import documents
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 JSON_NAME = "benchmarks.json"
@@ -127,7 +129,8 @@ def _gc(row: dict[str, Any]) -> str:
 
 def render(data: dict[str, Any]) -> str:
     parts = [_header(data), _summary(data), _machine(data), _method(), _cost(data), _concurrency(data),
-             _cache(data), _ttft(data), _remote(data.get("remote")), _reading(), _gpu(data.get("gpu"))]
+             _cache(data), _ttft(data), documents.section(data.get("documents")), _remote(data.get("remote")),
+             _reading(), _gpu(data.get("gpu"))]
     return "\n".join(part for part in parts if part)
 
 
@@ -479,7 +482,7 @@ def _remote_rows(remote: dict[str, Any] | None) -> list[list[Any]]:
 
 
 def _remote(remote: dict[str, Any] | None) -> str:
-    head = "## 5. Remote engine: a gateway in front of an inference server\n\n"
+    head = "## 6. Remote engine: a gateway in front of an inference server\n\n"
     if not remote:
         return ""
     if "error" in remote:

@@ -13,10 +13,12 @@ from . import transports
 from .auth import Authenticator
 from .cache import PhraseCache
 from .config import Settings
+from .documents.detect import detector
 from .engine import Engine, load_engine, options_from
 from .engine.remote import RemoteEngine
 from .keys import AUTHENTICATOR, ENGINE, METRICS, SETTINGS, TRANSLATOR
 from .metrics import Metrics
+from .prompts import profile_for
 from .ratelimit import RateLimiter
 from .scheduler import Scheduler
 from .session import MemorySessionStore
@@ -44,8 +46,11 @@ def build_translator(settings: Settings, engine: Engine, observer: Observer | No
         max_chars=settings.generation.max_chars,
         max_input_tokens=settings.generation.max_input_tokens,
         disconnect_grace_s=settings.session.disconnect_grace_s,
-        limiter=RateLimiter(settings.limits.rate, settings.limits.storage),
+        limiter=RateLimiter(settings.limits.rate, settings.limits.storage,
+                            chars_per_minute=settings.limits.chars_per_minute),
         observer=observer,
+        profile=profile_for(settings.model.prompts, settings.model.name),
+        segment_tokens=settings.generation.segment_tokens,
     )
 
 
@@ -61,6 +66,7 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
         app[METRICS].watch_endpoints(engine.router)
     if settings.model.warmup:
         await engine.warmup()
+        await asyncio.get_running_loop().run_in_executor(None, detector)  # language detection's models
     metrics = app[METRICS]
     translator = build_translator(settings, engine, observer=metrics)
     metrics.watch(running=lambda: translator.scheduler.running, queued=lambda: translator.scheduler.queued,

@@ -18,11 +18,10 @@ def normalise(text: str) -> str:
 
 
 class Entry(NamedTuple):
-    """A finished text and what a cache hit reports beside it."""
+    """A finished text, and how it ended (a hit reports the same finish_reason as the generation did)."""
 
     text: str
     finish_reason: str = "stop"
-    prompt_tokens: int = 0
 
 
 class PhraseCache:
@@ -50,9 +49,13 @@ class PhraseCache:
             self.hits += 1
         return entry
 
-    def put(self, key: Hashable, text: str, *, finish_reason: str = "stop", prompt_tokens: int = 0) -> None:
+    def peek(self, key: Hashable) -> Entry | None:
+        """The entry, without counting a hit or a miss (a dry run)."""
+        return self._entries.get(key) if self.enabled else None
+
+    def put(self, key: Hashable, text: str, *, finish_reason: str = "stop") -> None:
         if self.enabled:
-            self._entries[key] = Entry(text, finish_reason, prompt_tokens)
+            self._entries[key] = Entry(text, finish_reason)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,4 +1,6 @@
-"""The requests a session can run: a translation, or a ready chat prompt (the OpenAI API's), and their prompts."""
+"""The requests a session can run: a translation, or a ready chat prompt (the OpenAI API's) with its own options.
+
+Both are planned (plan.py) and run (runner.py) the same way; a chat prompt is one job, sent as it is."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .engine import ChatPrompt, GenerationOptions
-from .prompts import build_prompt
 from .request import TranslationRequest
 
 # GenerationOptions fields a chat request may set for itself.
@@ -40,16 +41,6 @@ class ChatRequest:
 
 
 Request = TranslationRequest | ChatRequest
-
-
-def prompt_for(request: Request, partial: str = "") -> ChatPrompt:
-    """What the engine is asked for request; with `partial`, the prompt that continues that text instead of
-    starting over (fail-over to another server, a replica adopting a session)."""
-    if isinstance(request, ChatRequest):
-        prompt = request.prompt
-    else:
-        prompt = ChatPrompt.user(build_prompt(request.text, request.source, request.target))
-    return prompt.continued(partial)
 
 
 def options_for(request: Request, defaults: GenerationOptions) -> GenerationOptions:

@@ -44,6 +44,9 @@ class ModelSettings:
     local_files_only: bool = setting(False, "Never contact the hub; load only files already on disk.")
     demo_dir: str = setting("~/.cache/hmt-stream/demo-model", "Where the demo model is built (once) and kept.")
     warmup: bool = setting(True, "Run one short generation at start-up so the first user does not pay for it.")
+    prompts: str = setting("auto", "Prompt templates: hunyuan-mt (Hunyuan-MT-7B's model card), hy-mt1.5 (HY-MT1.5's "
+                           "README: terminology, context and formatted templates too), or auto (from model.name).",
+                           choices=("auto", "hunyuan-mt", "hy-mt1.5"))
 
 
 def _urls(value: tuple[str, ...]) -> None:
@@ -76,8 +79,10 @@ class GenerationSettings:
     max_new_tokens: int = setting(512, "Most tokens generated for one translation.", minimum=1)
     max_input_tokens: int = setting(2048, "Longest prompt in tokens; longer input is refused with too_long.",
                                     minimum=16)
-    max_chars: int = setting(5000, "Longest input text in characters; longer input is refused with too_long.",
-                             minimum=1)
+    max_chars: int = setting(100000, "Longest input text (a whole document) in characters; longer input is refused "
+                             "with too_long.", minimum=1)
+    segment_tokens: int = setting(256, "Documents are cut into segments of at most this many tokens (whole "
+                                  "sentences where they fit), each translated on its own.", minimum=8)
     top_k: int = setting(20, "Sampling: top-k (Hunyuan-MT's recommended 20).", minimum=0)
     top_p: float = setting(0.6, "Sampling: nucleus top-p (recommended 0.6).", minimum=0.0)
     temperature: float = setting(0.7, "Sampling temperature (recommended 0.7); 0 means greedy.", minimum=0.0)
@@ -150,10 +155,12 @@ class AuthSettings:
 class LimitSettings:
     rate: str = setting("10/minute", "Translations per principal (API key, token subject, or IP when auth is "
                         "off), in the `limits` library's notation, e.g. '10/minute;100/hour'.", validate=_rate)
+    chars_per_minute: int = setting(200000, "Characters of text per principal and minute (documents count by "
+                                    "their length, not as one translation); 0 for no limit.", minimum=0)
     storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).")
-    max_body_bytes: int = setting(65536, "Largest HTTP request body; larger ones are refused with too_large.",
-                                  minimum=1024)
-    max_ws_frame_bytes: int = setting(65536, "Largest WebSocket message; a larger one closes the socket (1009).",
+    max_body_bytes: int = setting(1048576, "Largest HTTP request body (a 100,000-character document in UTF-8 JSON "
+                                  "fits); larger ones are refused with too_large.", minimum=1024)
+    max_ws_frame_bytes: int = setting(1048576, "Largest WebSocket message; a larger one closes the socket (1009).",
                                       minimum=1024)
     ws_idle_timeout_s: float = setting(300.0, "Close a WebSocket that has sent nothing and follows no running "
                                        "session for this long.", minimum=1.0)

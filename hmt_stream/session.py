@@ -106,6 +106,10 @@ class TranslationSession:
             finally:
                 self.readers -= 1
                 self._notify()
+        elif not self.finished:
+            # A poll that finds events waiting is a reader too: without this, a long session read by long-poll
+            # (a document streaming for minutes) would look unread and be cancelled after the grace period.
+            self._notify()
         return self.log[position:]
 
     def cancel(self) -> bool:

@@ -1,7 +1,7 @@
 // hmt-stream client: negotiates WebSocket → SSE → long-poll, streams translation sessions, and resumes a
 // session on the next transport from the last seq it saw when one fails. No dependencies; see docs/protocol.md.
 
-const EVENT_TYPES = ["queued", "started", "delta", "done", "error", "cancelled"];
+const EVENT_TYPES = ["queued", "started", "delta", "progress", "done", "error", "cancelled"];
 const TERMINAL = new Set(["done", "error", "cancelled"]);
 const STORAGE_KEY = "hmt-stream.transports";
 
@@ -58,7 +58,8 @@ function tabStorage() {
 
 /**
  * One translation: a session on the server, followed through whichever transport works.
- * Events (CustomEvent, the protocol's event object in `detail`): queued, started, delta, done, error, cancelled,
+ * Events (CustomEvent, the protocol's event object in `detail`): queued, started, delta, progress, done, error,
+ * cancelled,
  * plus `session` (the id is known) and `reconnecting` ({from, reason}: a transport failed, resuming elsewhere).
  */
 export class Translation extends EventTarget {
@@ -301,8 +302,8 @@ class WebSocketTransport {
       } else {
         sub.ref = `r${this.nextRef++}`;
         this.byRef.set(sub.ref, sub);
-        const { text, source, target } = translation.request;
-        this._send({ type: "translate", text, source, target, ref: sub.ref });
+        // The whole request: text, source, target and any document fields (format, glossary, context).
+        this._send({ ...translation.request, type: "translate", ref: sub.ref });
       }
     });
   }
@@ -736,13 +737,12 @@ export class HmtClient extends EventTarget {
   // -- REST helpers shared by SSE and long-poll -----------------------------------------------------------------
 
   async _createSession(translation) {
-    const { text, source, target } = translation.request;
     let response;
     try {
       response = await fetch(absolute("/api/sessions", this.base), {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text, source, target }),
+        body: JSON.stringify(translation.request),
       });
     } catch (error) {
       throw new TransportError(`cannot create the session: ${error.message}`);

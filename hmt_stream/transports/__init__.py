@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..keys import SETTINGS
-from . import guard, openai, poll, rest, sse, websocket
+from . import documents, guard, openai, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -14,6 +14,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.middlewares.append(rest.error_middleware)
     app.middlewares.append(guard.guard_middleware)
     rest.setup(app)
+    documents.setup(app)
     app.router.add_post("/api/token", guard.issue_token)
     app.router.add_get("/api/sessions/{id}/events", events)
     if settings.transports.sse:

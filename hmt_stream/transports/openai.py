@@ -62,7 +62,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if call.model not in names:
         raise HmtError(wire.MODEL_NOT_FOUND, f"the model {call.model!r} does not exist; this server serves "
                                              f"{model_id!r} (GET /v1/models)")
-    session = translator.submit(call.request, principal=principal_of(request).id, owner=owner_of(request))
+    session = await translator.start(call.request, principal=principal_of(request).id, owner=owner_of(request))
     try:
         if call.stream:
             return await _stream(request, session, wire.Chunks(wire.completion_id(), wire.now(), model_id,

@@ -88,8 +88,8 @@ async def read_json(request: web.Request) -> Any:
 
 async def create_session(request: web.Request) -> web.Response:
     translator = translator_of(request)
-    session = translator.submit(translator.parse(await read_json(request)), principal=principal_of(request).id,
-                                owner=owner_of(request))
+    session = await translator.start(translator.parse(await read_json(request)),
+                                     principal=principal_of(request).id, owner=owner_of(request))
     url = f"/api/sessions/{session.id}/events"
     return web.json_response({**session.snapshot(), "events_url": url}, status=201,
                              headers={"Location": f"/api/sessions/{session.id}"})

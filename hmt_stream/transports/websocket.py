@@ -85,8 +85,8 @@ class Connection:
     async def _dispatch(self, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "translate":
-            session = self.translator.submit(self.translator.parse(message), principal=self.principal.id,
-                                             owner=self.owner)
+            session = await self.translator.start(self.translator.parse(message), principal=self.principal.id,
+                                                  owner=self.owner)
             self.follow(session, 0, message.get("ref"))
         elif kind == "resume":
             after = message.get("after", 0)

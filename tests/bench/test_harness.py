@@ -68,4 +68,4 @@ async def test_the_remote_suite_runs_against_real_bench_servers() -> None:
         assert row["tokens"] > 0 and row["unfinished"] == 0, (mode, row)
     assert figures["cpu_us_per_token_added"] is not None
     assert figures["ttft_ms"]["backend"]["n"] == figures["ttft_ms"]["gateway"]["n"] == 10
-    assert "## 5. Remote engine" in report.render({"remote": figures})
+    assert "## 6. Remote engine" in report.render({"remote": figures})

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from hmt_stream import errors
+from hmt_stream.config import GenerationSettings
 from hmt_stream.keys import SETTINGS, TRANSLATOR
 from hmt_stream.languages import AUTO, LANGUAGES
 from hmt_stream.request import TranslationRequest
@@ -49,7 +50,7 @@ TERMINAL = {"done", "error", "cancelled"}
 BOUND_S = 10.0
 # Long-polls in these servers wait at most this long, so an empty answer comes quickly.
 POLL = {"transports__poll_timeout_s": 0.1, "transports__poll_timeout_max_s": 0.3}
-MAX_CHARS = 5000  # generation.max_chars: the default, which the servers here keep
+MAX_CHARS = GenerationSettings().max_chars  # generation.max_chars: the default, which the servers here keep
 MAX_LINE = 8190  # aiohttp's longest request line: a longer one is refused by its HTTP parser, not by the app
 
 

@@ -178,8 +178,9 @@ async def test_three_processes_a_backend_killed_mid_stream_stopped_and_brought_b
             before_kill = "".join(e["text"] for e in events if e["type"] == "delta")
             backends[killed].kill()
     assert killed is not None
-    text = check(events)
-    assert text.startswith(before_kill) and len(text) > len(before_kill)
+    # Nothing lost: the text goes on from what was read before the kill. (Whether the other backend adds visible
+    # text is up to the random demo model: what it adds may be only spaces, which a translation's end drops.)
+    assert check(events).startswith(before_kill)
     states = await endpoints(http, gateway)
     assert states[killed]["state"] == "down" and states[killed]["failovers"] == 1
     assert states[1 - killed]["requests"] == 1 and states[1 - killed]["tokens"] > 0

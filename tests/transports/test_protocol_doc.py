@@ -31,7 +31,7 @@ async def test_the_documented_curl_examples_work(client: TestClient[Any, Any]) -
 
     answer = json.loads(await run(one_shot, base))
     assert set(answer) == {"session", "text", "cached", "tokens", "ttft_ms", "elapsed_ms", "finish_reason",
-                           "prompt_tokens"}
+                           "prompt_tokens", "segments", "segments_cached"}
 
     pages = [json.loads(line) for line in (await run(poll, base)).splitlines()]
     events = [e for page in pages for e in page["events"]]
