@@ -322,8 +322,8 @@ def test_text_that_arrived_with_an_error_is_kept() -> None:
 
 async def test_the_api_key_goes_to_the_servers_with_every_request_and_probe(backend: MakeBackend,
                                                                            gateway: MakeGateway) -> None:
-    server = await backend(auth__enabled=True, auth__api_keys=("backend-key",))
-    keyed = await gateway([server.url], remote__api_key="backend-key")
+    server = await backend(auth__enabled=True, auth__api_keys=("backend-key-0123456789",))
+    keyed = await gateway([server.url], remote__api_key="backend-key-0123456789")
     assert (await keyed.post("/api/translate", json=BODY)).status == 200
     assert [e["state"] for e in (await (await keyed.get("/api/health")).json())["endpoints"]] == ["healthy"]
     keyless = await gateway([server.url])
