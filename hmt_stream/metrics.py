@@ -103,11 +103,12 @@ class Metrics:
     def token_gap(self, seconds: float) -> None:
         self.inter_token.observe(seconds)
 
-    def finished(self, state: str, tokens: int) -> None:
+    def finished(self, state: str, tokens: int, error: str = "") -> None:
+        """error: the code a failed session ended with (model_error, or a remote engine's engine_unavailable)."""
         self.sessions.labels(state).inc()
         self.tokens.inc(tokens)
         if state == "failed":
-            self.errors.labels("model_error").inc()
+            self.errors.labels(error or "model_error").inc()
 
     # -- HTTP --------------------------------------------------------------------------------------------------
 

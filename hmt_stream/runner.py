@@ -30,7 +30,7 @@ class Observer(Protocol):
 
     def token_gap(self, seconds: float) -> None: ...
 
-    def finished(self, state: str, tokens: int) -> None: ...
+    def finished(self, state: str, tokens: int, error: str = "") -> None: ...
 
 
 def _ms(since: float) -> float:
@@ -100,6 +100,7 @@ class DocumentRun:
             if isinstance(exc, HmtError):  # the engine's own verdict, e.g. engine_unavailable
                 log.warning("generation failed for session %s: %s: %s", self.session.id, exc.code, exc.message)
                 self.session.append("error", code=exc.code, message=exc.message)
+                code = exc.code
             else:
                 # The exception's text may hold paths, memory figures or other users' input: it goes to the log only.
                 error_id = secrets.token_hex(4)
@@ -107,7 +108,8 @@ class DocumentRun:
                 self.session.append("error", code=errors.MODEL_ERROR.code,
                                     message=f"the model failed on this translation (error id {error_id}, in the "
                                             f"server log)")
-            self.observer.finished("failed", self._tokens)
+                code = errors.MODEL_ERROR.code
+            self.observer.finished("failed", self._tokens, code)
             return
         finally:
             lane.close()

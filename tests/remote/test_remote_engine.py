@@ -158,6 +158,8 @@ async def test_no_server_left_is_engine_unavailable_within_bounded_time(
     assert log[-1].type == "error" and log[-1].data["code"] == "engine_unavailable"
     assert only.url in log[-1].data["message"]
     assert time.monotonic() - began < 10
+    metrics = await (await client.get("/metrics")).text()  # counted under its own code, not as a model failure
+    assert 'hmt_errors_total{code="engine_unavailable"} 1.0' in metrics and 'code="model_error"' not in metrics
     await only.server.close()
     await remote_engine(client).router.check(remote_engine(client).http, 2.0)
     health = await (await client.get("/api/health")).json()
