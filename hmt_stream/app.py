@@ -13,7 +13,7 @@ from . import transports
 from .auth import Authenticator
 from .cache import PhraseCache
 from .config import Settings
-from .engine import Engine, load_engine, options_from
+from .engine import Engine, load_engine, max_concurrent, options_from
 from .keys import AUTHENTICATOR, ENGINE, METRICS, SETTINGS, TRANSLATOR
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -31,7 +31,7 @@ def build_translator(settings: Settings, engine: Engine, observer: Observer | No
     return Translator(
         engine,
         options=options_from(settings),
-        scheduler=Scheduler(settings.scheduler.max_concurrent, settings.scheduler.max_queue),
+        scheduler=Scheduler(max_concurrent(settings, engine), settings.scheduler.max_queue),
         cache=PhraseCache(settings.cache.max_entries, settings.cache.ttl_s, enabled=settings.cache.enabled),
         store=MemorySessionStore(settings.session.retention_s),
         max_chars=settings.generation.max_chars,
