@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import BridgedGeneration, ChatPrompt, GenerationOptions
-from .cpu_linear import WeightFirstLinear
+from .cpu_linear import WeightFirstLinear, has_large_linear
 from .ragged import STEP, PackedStep, Segment, SlotCache, use_ragged_attention
 from .sampling import Sampler, seeded
 from .streaming import IncrementalDecoder
@@ -83,7 +83,7 @@ class BatchedEngine(LocalEngine):
         if attention not in ("auto", "per-row", "padded"):
             raise ValueError(f"attention must be auto, per-row or padded, not {attention!r}")
         self.padded = attention == "padded" or (attention == "auto" and cuda)
-        self.weight_first = not cuda if weight_first is None else weight_first
+        self.weight_first = (not cuda and has_large_linear(model)) if weight_first is None else weight_first
         use_ragged_attention(model)
         self._cache = SlotCache(self.max_batch)
         self._sampler = Sampler(self.max_batch, model.config.vocab_size, model.device)
