@@ -67,7 +67,8 @@ class GenerationSettings:
 @dataclass(frozen=True)
 class SchedulerSettings:
     max_concurrent: int = setting(0, "Translations generated at the same time (with model.batching: the batch "
-                                  "size). 0 = auto: 8 on CPU and 64 on CUDA with model.batching, 1 without.",
+                                  "size). 0 = auto: with model.batching 8 on CPU, 64 on CUDA (fewer if the cache "
+                                  "of that many longest translations would not fit in memory); 1 without.",
                                   minimum=0)
     max_queue: int = setting(16, "Translations that may wait for a free slot; one more is refused as overloaded.",
                              minimum=0)

@@ -30,6 +30,7 @@ def load_engine(settings: Settings) -> Engine:
         return BatchedEngine.load(
             path, model_id=m.name, demo=demo, device=m.device, dtype=m.dtype, load_in_8bit=m.load_in_8bit,
             revision=m.revision, local_files_only=m.local_files_only, max_batch=settings.scheduler.max_concurrent,
+            max_tokens=settings.generation.max_input_tokens + settings.generation.max_new_tokens,
         )
     return TransformersEngine.load(
         path, model_id=m.name, demo=demo, device=m.device, dtype=m.dtype, load_in_8bit=m.load_in_8bit,

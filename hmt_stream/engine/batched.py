@@ -38,6 +38,32 @@ CPU_BATCH, CUDA_BATCH = 8, 64
 CPU_PREFILL_CHUNK, CUDA_PREFILL_CHUNK = 32, 512
 
 
+def kv_bytes_per_token(config: Any, dtype: Any) -> int:
+    """Bytes of keys and values one token takes in the cache: 128 KiB for Hunyuan-MT-7B in bf16."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return int(2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * dtype.itemsize)
+
+
+def batch_that_fits(free_bytes: int, per_token: int, max_tokens: int, most: int) -> int:
+    """How many sequences of max_tokens fit in 90 % of free_bytes, between 1 and `most`."""
+    return max(1, min(most, int(0.9 * free_bytes) // max(1, per_token * max_tokens)))
+
+
+def auto_batch(model: Any, max_tokens: int) -> int:
+    """The batch size for scheduler.max_concurrent = 0: CPU_BATCH on a CPU; on CUDA, CUDA_BATCH or as many as the
+    cache of max_tokens-long sequences fits in the memory left free after loading (a 24 GB card holding the 7B
+    model in bf16 fits about 20 of 2,560 tokens)."""
+    device = getattr(model, "device", None)
+    if device is None or device.type != "cuda":
+        return CPU_BATCH
+    if max_tokens <= 0:
+        return CUDA_BATCH
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return batch_that_fits(free, kv_bytes_per_token(model.config, model.dtype), max_tokens, CUDA_BATCH)
+
+
 class BatchedGeneration(BridgedGeneration):
     """One row of the batch, as the translator sees it; wait_closed() returns once the row has left the batch."""
 
@@ -75,10 +101,13 @@ class BatchedEngine(LocalEngine):
     """Every running generation shares one forward pass per step (model.batching = true)."""
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, demo: bool, max_batch: int = 0,
-                 prefill_chunk: int = 0, attention: str = "auto", weight_first: bool | None = None) -> None:
+                 max_tokens: int = 0, prefill_chunk: int = 0, attention: str = "auto",
+                 weight_first: bool | None = None) -> None:
+        """max_batch 0: auto (auto_batch; max_tokens is the longest a sequence may grow, prompt and answer);
+        prefill_chunk 0: auto; attention: per-row, padded or auto; weight_first None: auto (cpu_linear.py)."""
         super().__init__(model, tokenizer, model_id=model_id, demo=demo)
         cuda = self.device.startswith("cuda")
-        self.max_batch = max_batch or (CUDA_BATCH if cuda else CPU_BATCH)
+        self.max_batch = max_batch or auto_batch(model, max_tokens)
         self.prefill_chunk = prefill_chunk or (CUDA_PREFILL_CHUNK if cuda else CPU_PREFILL_CHUNK)
         if attention not in ("auto", "per-row", "padded"):
             raise ValueError(f"attention must be auto, per-row or padded, not {attention!r}")
@@ -122,6 +151,8 @@ class BatchedEngine(LocalEngine):
 
         while True:
             with self._wake:
+                if not (self._closing or self._pending or self._rows):
+                    self._cache.clear()  # idle: give back what the longest sequences took
                 while not (self._closing or self._pending or self._rows):
                     self._wake.wait()
                 if self._closing:

@@ -227,3 +227,33 @@ def test_defaults_follow_the_device(make_batched: MakeBatched) -> None:
     assert not engine.weight_first  # the demo model's layers are too small to gain from it
     assert isinstance(engine, BatchedEngine)
 
+
+
+def test_the_auto_batch_on_cuda_is_what_the_cache_fits() -> None:
+    import torch
+
+    from bench.gpu import model_config
+    from hmt_stream.engine.batched import batch_that_fits, kv_bytes_per_token
+
+    per_token = kv_bytes_per_token(model_config(tiny=False), torch.bfloat16)
+    assert per_token == 128 * 1024  # Hunyuan-MT-7B: 2 × 32 layers × 8 KV heads × 128 × 2 bytes
+    # 80 GB card: 64 of the longest translations (2,048 + 512 tokens) fit beside the weights; a 24 GB one, 20.
+    assert batch_that_fits(63 * 10**9, per_token, 2560, 64) == 64
+    assert batch_that_fits(int(7.6e9), per_token, 2560, 64) == 20
+    assert batch_that_fits(10**6, per_token, 2560, 64) == 1
+
+
+async def test_an_idle_engine_gives_its_cache_back(make_batched: MakeBatched) -> None:
+    engine = make_batched()
+    long = engine.generate(prompt(6), greedy(300))
+    while long.tokens < 250:
+        await asyncio.sleep(0.001)
+    assert engine._cache.capacity >= engine.prompt_tokens(prompt(6)) + 250
+    await read(long)
+    for _ in range(1000):  # the loop clears it once it finds itself idle
+        if engine._cache.capacity == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert engine._cache.capacity == 0
+    _, tokens = await read(engine.generate(prompt(0), greedy(5)))
+    assert tokens == 5
