@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from bench import batching, cpu, report
+from bench import batching, cpu, gpu, report
 
 
 async def test_quick_run_measures_both_engines_and_renders() -> None:
@@ -30,6 +30,6 @@ def test_the_bench_model_is_a_few_hundred_million_parameters() -> None:
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(batching.model_config(tiny=False, shape=batching.SHAPE))
+        model = AutoModelForCausalLM.from_config(gpu.model_config(tiny=False, shape=batching.SHAPE))
     assert type(model).__name__ == "HunYuanDenseV1ForCausalLM"
     assert 1e8 <= sum(p.numel() for p in model.parameters()) <= 3e8
