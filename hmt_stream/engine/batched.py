@@ -112,7 +112,11 @@ class BatchedEngine(LocalEngine):
         if attention not in ("auto", "per-row", "padded"):
             raise ValueError(f"attention must be auto, per-row or padded, not {attention!r}")
         self.padded = attention == "padded" or (attention == "auto" and cuda)
-        self.weight_first = (not cuda and has_large_linear(model)) if weight_first is None else weight_first
+        large = has_large_linear(model)
+        self.weight_first = (not cuda and large) if weight_first is None else weight_first
+        # A model this small (the demo) gains nothing from splitting its tiny matmuls across threads, and MKL
+        # threads that spin-wait for one another make each of them take milliseconds on a busy machine.
+        self.one_thread = not cuda and not large
         use_ragged_attention(model)
         self._cache = SlotCache(self.max_batch)
         self._sampler = Sampler(self.max_batch, model.config.vocab_size, model.device)
@@ -149,6 +153,8 @@ class BatchedEngine(LocalEngine):
     def _loop(self) -> None:
         import torch
 
+        if self.one_thread:
+            torch.set_num_threads(1)  # this thread's own setting (OpenMP keeps it per thread)
         while True:
             with self._wake:
                 if not (self._closing or self._pending or self._rows):

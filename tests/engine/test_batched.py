@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from hmt_stream.engine import ChatPrompt, GenerationOptions
-from hmt_stream.engine.batched import BatchedEngine, BatchedGeneration
+from hmt_stream.engine.batched import BatchedGeneration
 from hmt_stream.engine.sampling import Sampler, penalise
 from hmt_stream.engine.transformers import TransformersEngine
 from hmt_stream.prompts import build_prompt
@@ -221,11 +221,16 @@ async def test_close_ends_what_is_running_and_waiting(make_batched: MakeBatched)
         engine.generate(prompt(0), greedy(10))
 
 
-def test_defaults_follow_the_device(make_batched: MakeBatched) -> None:
+async def test_defaults_follow_the_device(make_batched: MakeBatched) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
     engine = make_batched(float64=False)
     assert (engine.max_batch, engine.prefill_chunk, engine.padded) == (8, 32, False)
-    assert not engine.weight_first  # the demo model's layers are too small to gain from it
-    assert isinstance(engine, BatchedEngine)
+    # The demo model's layers are too small to gain from weight-first linears or from a second thread.
+    assert not engine.weight_first and engine.one_thread
+    await read(engine.generate(prompt(0), greedy(3)))
+    assert torch.get_num_threads() == threads  # the decode thread's own setting stays its own
 
 
 
