@@ -50,7 +50,7 @@ ENGINES = ("threads", "batched")
 @dataclass
 class Sizes:
     sessions: Sequence[int] = (1, 2, 4, 8, 16)
-    new_tokens: int = 32
+    new_tokens: int = 48
     prompt_tokens: int = 40
     quick: bool = False
     vocab: int = SHAPE["vocab_size"]

@@ -238,7 +238,7 @@ def test_the_auto_batch_on_cuda_is_what_the_cache_fits() -> None:
     import torch
 
     from bench.gpu import model_config
-    from hmt_stream.engine.batched import batch_that_fits, kv_bytes_per_token
+    from hmt_stream.engine.sizing import batch_that_fits, kv_bytes_per_token
 
     per_token = kv_bytes_per_token(model_config(tiny=False), torch.bfloat16)
     assert per_token == 128 * 1024  # Hunyuan-MT-7B: 2 × 32 layers × 8 KV heads × 128 × 2 bytes
