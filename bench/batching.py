@@ -35,6 +35,7 @@ import psutil
 from hmt_stream.engine import ChatPrompt, Engine, GenerationOptions
 
 from .cpu import Plan as CpuPlan
+from .cpu import quiet
 from .gpu import TINY_SHAPE, build_tokenizer, model_config
 from .stats import percentile, summary
 
@@ -115,6 +116,27 @@ async def run(engine: Engine, sessions: int, plan: Sizes) -> dict[str, Any]:
     }
 
 
+async def quietest(engine: Engine, name: str, sessions: int, plan: Sizes, waiting: CpuPlan) -> dict[str, Any]:
+    """One measurement, after waiting (within the plan's budget) for a quieter machine; taken again, once, when
+    other processes used more than 40 % of the machine meanwhile (the quieter of the two is kept), as the other
+    CPU suites do."""
+    best: dict[str, Any] | None = None
+    for attempt in (1, 2):
+        if not plan.quick:
+            await quiet(waiting, longest_s=10.0)
+        figures = await run(engine, sessions, plan)
+        print(f"  batching: {name}, {sessions} sessions: {figures['tokens_per_s']} tok/s, "
+              f"{figures['ms_per_token_p50']} ms/token (others {figures['others_cpu_pct']} %)",
+              file=sys.stderr, flush=True)
+        if best is None or figures["others_cpu_pct"] < best["others_cpu_pct"]:
+            best = figures
+        if attempt == 2 or not waiting.may_retry(figures):
+            break
+        waiting.retries += 1
+    assert best is not None
+    return best
+
+
 def linear_figures(repeats: int = 30) -> dict[str, Any]:
     """One 2816×1024 layer (the bench model's FFN) at 1 and 8 rows, x·Wᵀ (torch) and (W·xᵀ)ᵀ (WeightFirstLinear):
     the best of `repeats`, in µs."""
@@ -165,6 +187,8 @@ async def measure(plan: Sizes) -> dict[str, Any]:
         "load_before": [round(value, 2) for value in os.getloadavg()], "targets": TARGETS,
         "runs": {engine: {} for engine in ENGINES},
     }
+    waiting = CpuPlan(quick=plan.quick, quiet_budget_s=0.0 if plan.quick else 90.0,
+                      budget_s=0.0 if plan.quick else 600.0)
     try:
         warm = Sizes(new_tokens=2, prompt_tokens=plan.prompt_tokens, vocab=plan.vocab)
         await run(batched, 1, warm)
@@ -175,11 +199,7 @@ async def measure(plan: Sizes) -> dict[str, Any]:
                 engine: Engine = threads or batched
                 if sessions == plan.sessions[0]:
                     await run(engine, 1, warm)
-                figures = await run(engine, sessions, plan)
-                print(f"  batching: {name}, {sessions} sessions: {figures['tokens_per_s']} tok/s, "
-                      f"{figures['ms_per_token_p50']} ms/token (others {figures['others_cpu_pct']} %)",
-                      file=sys.stderr, flush=True)
-                result["runs"][name][str(sessions)] = figures
+                result["runs"][name][str(sessions)] = await quietest(engine, name, sessions, plan, waiting)
                 if threads is not None:
                     await threads.close()
     finally:
@@ -188,6 +208,7 @@ async def measure(plan: Sizes) -> dict[str, Any]:
     if not plan.quick:
         result["linear_2816x1024"] = linear_figures()
     result["load_after"] = [round(value, 2) for value in os.getloadavg()]
+    result["quiet_wait_s"], result["retries"] = round(waiting.waited_s, 1), waiting.retries
     result["duration_s"] = round(time.perf_counter() - began)
     result["verdict"] = verdict(result)
     return result

@@ -427,7 +427,10 @@ def _batching(batching: dict[str, Any] | None) -> str:
                 f"{_n(linear['8']['x_wt_us'], 0)} µs as torch computes it (x·Wᵀ), {_n(linear['8']['w_xt_us'], 0)} "
                 "µs weight-first ((W·xᵀ)ᵀ, what BatchedEngine does on CPU).\n")
     out += (f"- Load average before / after: {batching.get('load_before')} / {batching.get('load_after')} (2 "
-            "cores: above 2, other work was waiting for a core).\n\n"
+            "cores: above 2, other work was waiting for a core); each figure was taken after waiting (at most "
+            "10 s, 90 s in all) for the machine to be under 25 % busy, and again when others used more than "
+            f"40 % of it meanwhile, keeping the quieter: {_n(batching.get('quiet_wait_s'))} s waited, "
+            f"{_n(batching.get('retries'))} taken again.\n\n"
             "Reading them: one session's step reads every weight (0.85 GB) and is bound by memory bandwidth; a "
             "thread per session repeats that read for each, so threads add little. A batched step reads the "
             "weights once for all rows, but a CPU has little arithmetic per byte of bandwidth: from a few rows on "
