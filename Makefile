@@ -8,7 +8,11 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test test-deps lint bench clean
+# make mutate: at most MUTATE_MINUTES a run (a later run goes on where it stopped), MUTATE_CHILDREN at a time.
+MUTATE_MINUTES ?= 60
+MUTATE_CHILDREN ?= 1
+
+.PHONY: install run demo test test-deps lint bench mutate clean
 
 install: $(STAMP)
 
@@ -33,11 +37,18 @@ test: install test-deps
 	$(PY) -m pytest -v -ra --durations=15 $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check hmt_stream tests bench
+	$(VENV)/bin/ruff check hmt_stream tests bench setup.py
 	$(VENV)/bin/mypy hmt_stream tests bench
 
 bench: install
 	$(PY) -m bench
 
+# Mutation testing of the core with mutmut (the [mutmut] section of setup.cfg); never part of make test.
+# The score and the survivors judged harmless are kept in docs/testing.md.
+mutate: install
+	-timeout --signal=INT $(MUTATE_MINUTES)m $(VENV)/bin/mutmut run --max-children $(MUTATE_CHILDREN)
+	$(VENV)/bin/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache mutants

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import batching, cpu, report
+from . import batching, cpu, documents, remote, report
 from .server import raise_file_limit
 
 SUITES = {
@@ -29,6 +29,8 @@ SUITES = {
     "cache": cpu.cache,
     "ttft": cpu.ttft,
     "batching": batching.suite,
+    "documents": documents.documents,
+    "remote": remote.suite,
 }
 
 

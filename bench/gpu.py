@@ -278,7 +278,7 @@ async def streams_through_translator(engine: Engine, streams: int, *, new_tokens
     """Start `streams` translations at once through the Translator; aggregate tokens/s until the last is done."""
     settings = Settings().replace({
         "scheduler.max_concurrent": streams, "scheduler.max_queue": streams, "cache.enabled": False,
-        "generation.max_new_tokens": new_tokens, "generation.workers": streams,
+        "generation.max_new_tokens": new_tokens, "generation.workers": streams, "scheduler.max_per_client": 0,
     })
     translator = build_translator(settings, engine)
     requests = [request_of(engine, prompt_tokens, f"s{n}x") for n in range(streams)]

@@ -6,21 +6,21 @@ import argparse
 import asyncio
 import gc
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import ConfigError, ModelLoadError
 
 DEFAULT_CONFIG = "config.toml"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from . import config
-    from .accesslog import AccessLogger
+    from . import config, serving
+    from .accesslog import AccessLogger, redact_secrets
     from .app import create_app
 
     overrides: dict[str, Any] = {}
@@ -32,17 +32,54 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["server.port"] = args.port
     path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
     settings = config.load(path, overrides=overrides)
+    check_address(settings.server.host, settings.server.port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_secrets()
     app = create_app(settings)
     if settings.server.gc_tuning:
         app.cleanup_ctx.append(_tune_gc)  # after the engine's context: the model is loaded by then
     if settings.model.name == "demo":
         print("Serving the DEMO MODEL: random weights, its output is not a translation.", file=sys.stderr)
-    # handler_cancellation: a client that goes away ends its handler at once, so its session sees the reader leave.
-    # shutdown_timeout: after on_shutdown has ended every session, how long the last handlers get to finish.
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=_announce(settings),
-                handler_cancellation=True, access_log_class=AccessLogger, shutdown_timeout=5)
+    announce = _Announcer(settings)
+    try:
+        # handler_cancellation: a client that goes away ends its handler at once, so its session sees the reader
+        # leave. shutdown_timeout: after on_shutdown has ended every session, how long the last handlers get.
+        # keepalive_timeout: aiohttp closes a connection that has sent no whole request head for that long (from
+        # its start, or since its last answer), which is limits.header_timeout_s.
+        serving.run(app, host=settings.server.host, port=settings.server.port,
+                    max_connections=settings.server.max_connections, print=announce,
+                    handler_cancellation=True, access_log_class=AccessLogger, shutdown_timeout=5,
+                    keepalive_timeout=settings.limits.header_timeout_s)
+    except (ConfigError, ModelLoadError):
+        raise
+    except Exception as exc:
+        if announce.serving:  # a failure while serving is a bug to see in full
+            raise
+        raise StartupFailed(exc) from exc
     return 0
+
+
+class StartupFailed(Exception):
+    """Anything else that stops the server before it serves: said in one line, like the errors we expect."""
+
+    def __init__(self, cause: Exception) -> None:
+        text = str(cause).strip().splitlines()
+        super().__init__(f"start-up failed: {type(cause).__name__}: {text[0] if text else 'no details'}")
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail in a second, not after the model has loaded (minutes for the 7B one), when host:port cannot be
+    listened on: in use, not an address of this machine, or a privileged port."""
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                                   flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as probe:
+                # As asyncio's server does: otherwise a port a previous run left in TIME_WAIT looks taken.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"server.host/server.port: cannot listen on {host}:{port}: {exc.strerror or exc}") \
+            from None
 
 
 def tune_gc() -> None:
@@ -59,11 +96,17 @@ async def _tune_gc(app: Any) -> AsyncIterator[None]:
     yield
 
 
-def _announce(settings: Any) -> Any:
-    def show(_: str) -> None:
-        print(f"hmt-stream serving {settings.model.name} on http://{settings.server.host}:{settings.server.port}/",
-              flush=True)
-    return show
+class _Announcer:
+    """run_app's `print`: called once the server listens, so it also tells start-up from serving."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.serving = False
+
+    def __call__(self, _: str) -> None:
+        self.serving = True
+        s = self.settings
+        print(f"hmt-stream serving {s.model.name} on http://{s.server.host}:{s.server.port}/", flush=True)
 
 
 async def _translate_async(args: argparse.Namespace) -> int:
@@ -115,7 +158,9 @@ def _translate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hmt_stream", description="Streaming Hunyuan-MT translation.")
+    """`hmt-stream` (the console command) and `python -m hmt_stream`."""
+    parser = argparse.ArgumentParser(prog="hmt-stream", description="Streaming Hunyuan-MT translation.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the translation server")
     serve.add_argument("--config", help=f"TOML settings file (default: ./{DEFAULT_CONFIG} when present)")
@@ -135,6 +180,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (ConfigError, ModelLoadError) as exc:
+    except (ConfigError, ModelLoadError, StartupFailed) as exc:
         print(f"hmt-stream: {exc}", file=sys.stderr)
         return 2

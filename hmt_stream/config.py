@@ -32,6 +32,29 @@ def _rate(value: str) -> None:
     parse_many(value)
 
 
+def _storage(value: str) -> None:
+    from limits.storage import SCHEMES  # type: ignore[attr-defined]  # there since limits 3, not re-exported
+
+    scheme, separator, _ = value.partition("://")
+    if not separator or scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ValueError(f"not a storage URI of the limits library: {value!r} (memory://, redis://host:6379, ...)")
+
+
+def _api_keys(value: tuple[str, ...]) -> None:
+    if any(len(key) < 16 for key in value):
+        raise ValueError("every API key must be at least 16 characters long (a short key can be guessed)")
+
+
+def _networks(value: tuple[str, ...]) -> None:
+    import ipaddress
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     name: str = setting("tencent/Hunyuan-MT-7B",
@@ -47,6 +70,34 @@ class ModelSettings:
     batching: bool = setting(True, "One decode loop serves every running translation: they share each forward "
                              "pass (the batch holds up to scheduler.max_concurrent). false: a thread per "
                              "translation, each generating alone.")
+    prompts: str = setting("auto", "Prompt templates: hunyuan-mt (Hunyuan-MT-7B's model card), hy-mt1.5 (HY-MT1.5's "
+                           "README: terminology, context and formatted templates too), or auto (from model.name).",
+                           choices=("auto", "hunyuan-mt", "hy-mt1.5"))
+
+
+def _urls(value: tuple[str, ...]) -> None:
+    for url in value:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL (e.g. http://gpu-1:8000/v1)")
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    endpoints: tuple[str, ...] = setting((), "OpenAI-compatible inference servers (vLLM, SGLang, llama.cpp, another "
+                                         "hmt-stream) to generate on instead of loading the model here, e.g. "
+                                         "['http://gpu-1:8000/v1'] (env: comma-separated). The tokenizer is still "
+                                         "loaded from model.name, to count prompt tokens.", validate=_urls)
+    api_key: str = setting("", "Bearer key sent to the inference servers; empty for none.")
+    model: str = setting("", "The model's name on the inference servers (vLLM's --served-model-name); empty: "
+                         "model.name.")
+    max_concurrent: int = setting(8, "Requests in flight per inference server. With endpoints set, the gateway "
+                                  "generates up to endpoints × this at once (in place of scheduler.max_concurrent).",
+                                  minimum=1)
+    timeout_s: float = setting(30.0, "Seconds an inference server may take to connect, to send its first token and "
+                               "between tokens before it counts as failed (the request goes on on another).",
+                               minimum=0.1)
+    health_interval_s: float = setting(5.0, "Seconds between health checks of each inference server (GET /health, "
+                                       "else GET /v1/models).", minimum=0.1)
 
 
 @dataclass(frozen=True)
@@ -54,8 +105,10 @@ class GenerationSettings:
     max_new_tokens: int = setting(512, "Most tokens generated for one translation.", minimum=1)
     max_input_tokens: int = setting(2048, "Longest prompt in tokens; longer input is refused with too_long.",
                                     minimum=16)
-    max_chars: int = setting(5000, "Longest input text in characters; longer input is refused with too_long.",
-                             minimum=1)
+    max_chars: int = setting(100000, "Longest input text (a whole document) in characters; longer input is refused "
+                             "with too_long.", minimum=1)
+    segment_tokens: int = setting(256, "Documents are cut into segments of at most this many tokens (whole "
+                                  "sentences where they fit), each translated on its own.", minimum=8)
     top_k: int = setting(20, "Sampling: top-k (Hunyuan-MT's recommended 20).", minimum=0)
     top_p: float = setting(0.6, "Sampling: nucleus top-p (recommended 0.6).", minimum=0.0)
     temperature: float = setting(0.7, "Sampling temperature (recommended 0.7); 0 means greedy.", minimum=0.0)
@@ -72,6 +125,10 @@ class SchedulerSettings:
                                   minimum=0)
     max_queue: int = setting(16, "Translations that may wait for a free slot; one more is refused as overloaded.",
                              minimum=0)
+    max_per_client: int = setting(8, "Most translations one client (API key, token subject, or IP when auth is off) "
+                                  "may have running or waiting at once (a document counts once, however many "
+                                  "segments it has), its fair share of the queue; one more is refused as "
+                                  "overloaded. 0: no cap.", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -80,6 +137,9 @@ class CacheSettings:
     max_entries: int = setting(10000, "Most translations kept in the phrase cache (least recently used go first).",
                                minimum=1)
     ttl_s: float = setting(86400.0, "Seconds a cached translation is kept.", minimum=0.0)
+    shared: bool = setting(False, "With auth on, let every API key hit every other key's cached translations. Off: "
+                           "each key has its own entries (privacy: a hit tells a key what another has translated, "
+                           "and shows it).")
 
 
 @dataclass(frozen=True)
@@ -95,6 +155,7 @@ class TransportSettings:
     websocket: bool = setting(True, "Offer the WebSocket transport (/ws).")
     sse: bool = setting(True, "Offer the Server-Sent Events transport.")
     poll: bool = setting(True, "Offer the long-poll transport.")
+    openai: bool = setting(True, "Serve the OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions.")
     heartbeat_s: float = setting(15.0, "Seconds between heartbeats on WebSocket (app-level ping) and SSE "
                                  "(comment line).", minimum=1.0)
     poll_timeout_s: float = setting(20.0, "Seconds a long-poll waits for events when the client names none.",
@@ -111,32 +172,68 @@ class ServerSettings:
     gc_tuning: bool = setting(True, "After start-up, freeze the loaded objects out of Python's garbage collector and "
                               "collect less often (full collections otherwise stall every stream; see "
                               "docs/benchmarks.md).")
+    allowed_hosts: tuple[str, ...] = setting((), "Host names a server listening on a loopback address answers to, "
+                                             "besides localhost, 127.0.0.1, [::1] and server.host (against DNS "
+                                             "rebinding), e.g. the public name a reverse proxy passes on; '*' for "
+                                             "any.")
+    trusted_proxies: tuple[str, ...] = setting((), "Reverse proxies (IP addresses or networks) whose X-Forwarded-For "
+                                               "/ -Host / -Proto and Forwarded headers are believed: the client's "
+                                               "address for limits, the host for the origin check, https for the "
+                                               "Secure cookie.", validate=_networks)
+    max_connections: int = setting(1000, "Most open connections, kept below the process's file limit. At the cap, "
+                                   "idle connections are closed to make room, or a new one is refused with 503.",
+                                   minimum=1)
 
 
 @dataclass(frozen=True)
 class AuthSettings:
     enabled: bool = setting(False, "Require an API key or token on every API call (off for a localhost setup).")
-    api_keys: tuple[str, ...] = setting((), "API keys accepted as `Authorization: Bearer <key>` "
-                                        "(env: comma-separated).")
-    jwt_secret: str = setting("", "HS256 secret for JWTs (from your identity provider, or issued by "
-                              "POST /api/token); empty: a random secret per process.", validate=_secret)
+    api_keys: tuple[str, ...] = setting((), "API keys accepted as `Authorization: Bearer <key>` only, each at least "
+                                        "16 characters (env: comma-separated).", validate=_api_keys)
+    jwt_secret: str = setting("", "HS256 secret of JWTs from your identity provider (their subjects become "
+                              "'jwt:<sub>'); empty: no JWTs are accepted.", validate=_secret)
+    jwt_audience: str = setting("", "The `aud` a JWT must carry; empty: not checked.")
+    jwt_issuer: str = setting("", "The `iss` a JWT must carry; empty: not checked.")
     token_ttl_s: float = setting(600.0, "Lifetime of the short-lived browser token that POST /api/token issues.",
                                  minimum=1.0)
+    signin_ttl_s: float = setting(43200.0, "How long a browser stays signed in: it renews its token (POST /api/token "
+                                  "with the token) until this long after it presented the key, then needs the key "
+                                  "again.", minimum=1.0)
     allowed_origins: tuple[str, ...] = setting((), "Origins besides the server's own that may open WebSockets "
                                                "and send POST/DELETE (e.g. https://app.example.com); '*' for any.")
+    failure_rate: str = setting("10/minute", "Failed authentications per client address (`limits` notation); "
+                                "over it, that address is refused as rate_limited before its credential is "
+                                "checked.", validate=_rate)
 
 
 @dataclass(frozen=True)
 class LimitSettings:
     rate: str = setting("10/minute", "Translations per principal (API key, token subject, or IP when auth is "
                         "off), in the `limits` library's notation, e.g. '10/minute;100/hour'.", validate=_rate)
-    storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).")
-    max_body_bytes: int = setting(65536, "Largest HTTP request body; larger ones are refused with too_large.",
-                                  minimum=1024)
-    max_ws_frame_bytes: int = setting(65536, "Largest WebSocket message; a larger one closes the socket (1009).",
+    chars_per_minute: int = setting(200000, "Characters of text per principal and minute (documents count by "
+                                    "their length, not as one translation); 0 for no limit.", minimum=0)
+    storage: str = setting("memory://", "Where rate-limit counters live (a `limits` storage URI).",
+                           validate=_storage)
+    max_body_bytes: int = setting(1048576, "Largest HTTP request body (a 100,000-character document in UTF-8 JSON "
+                                  "fits); larger ones are refused with too_large.", minimum=1024)
+    max_ws_frame_bytes: int = setting(1048576, "Largest WebSocket message; a larger one closes the socket (1009).",
                                       minimum=1024)
-    ws_idle_timeout_s: float = setting(300.0, "Close a WebSocket that has sent nothing and follows no running "
-                                       "session for this long.", minimum=1.0)
+    refusal_rate: str = setting("30/minute", "Refused translation requests (too long, bad input) per client "
+                                "(`limits` notation); over it, the client is refused as rate_limited before its "
+                                "text is tokenized. Refusals never count against limits.rate.", validate=_rate)
+    header_timeout_s: float = setting(10.0, "Seconds a connection may take to send a whole request head, and may "
+                                      "stay idle between requests.", minimum=0.1)
+    body_timeout_s: float = setting(10.0, "Seconds a request body may take to arrive; a slower one is refused "
+                                    "with request_timeout.", minimum=0.1)
+    max_websockets_per_client: int = setting(16, "Most WebSockets one client may hold open.", minimum=1)
+    max_readers_per_client: int = setting(16, "Most SSE streams and waiting long-polls one client may hold open.",
+                                          minimum=1)
+    max_follows_per_socket: int = setting(16, "Most sessions one WebSocket may follow at once.", minimum=1)
+    ws_messages_per_s: float = setting(20.0, "Messages a WebSocket may send per second (in bursts of up to twice as "
+                                       "many); a socket over it is closed (1008).", minimum=0.1)
+    ws_idle_timeout_s: float = setting(300.0, "Close a WebSocket that has asked for nothing (translate, resume, "
+                                       "cancel; pings do not count) and follows no running session for this long.",
+                                       minimum=1.0)
     slow_reader_timeout_s: float = setting(30.0, "Drop a connection that has not accepted a write for this long "
                                            "(its session carries on, for resume).", minimum=0.1)
     shutdown_grace_s: float = setting(30.0, "On SIGTERM: how long running translations may finish before the "
@@ -146,6 +243,7 @@ class LimitSettings:
 @dataclass(frozen=True)
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)

@@ -17,15 +17,20 @@ UNSUPPORTED_LANGUAGE = ErrorKind("unsupported_language", 400, 1003)
 TOO_LONG = ErrorKind("too_long", 400, 1009)
 UNAUTHORIZED = ErrorKind("unauthorized", 401, 1008)
 FORBIDDEN_ORIGIN = ErrorKind("forbidden_origin", 403, 1008)
+FORBIDDEN_HOST = ErrorKind("forbidden_host", 403, 1008)
 NOT_FOUND = ErrorKind("not_found", 404, 1008)
+REQUEST_TIMEOUT = ErrorKind("request_timeout", 408, 1008)
 TOO_LARGE = ErrorKind("too_large", 413, 1009)
 RATE_LIMITED = ErrorKind("rate_limited", 429, 1008)
+TOO_MANY_STREAMS = ErrorKind("too_many_streams", 429, 1008)
 OVERLOADED = ErrorKind("overloaded", 503, 1013)
 MODEL_ERROR = ErrorKind("model_error", 500, 1011)
+ENGINE_UNAVAILABLE = ErrorKind("engine_unavailable", 503, 1011)
 SHUTTING_DOWN = ErrorKind("shutting_down", 503, 1001)
 
 KINDS = {kind.code: kind for kind in (BAD_REQUEST, UNSUPPORTED_LANGUAGE, TOO_LONG, UNAUTHORIZED, FORBIDDEN_ORIGIN,
-                                      NOT_FOUND, TOO_LARGE, RATE_LIMITED, OVERLOADED, MODEL_ERROR, SHUTTING_DOWN)}
+                                      FORBIDDEN_HOST, NOT_FOUND, REQUEST_TIMEOUT, TOO_LARGE, RATE_LIMITED,
+                                      TOO_MANY_STREAMS, OVERLOADED, MODEL_ERROR, ENGINE_UNAVAILABLE, SHUTTING_DOWN)}
 
 
 class HmtError(Exception):

@@ -1,27 +1,47 @@
-"""Translations per principal and time window, through the `limits` library (memory now, Redis later)."""
+"""Events per principal and time window, through the `limits` library (memory now, Redis later)."""
 
 from __future__ import annotations
 
 import time
 
-from limits import parse_many, storage, strategies
+from limits import RateLimitItem, parse_many, storage, strategies
 
 from . import errors
 from .errors import HmtError
 
 
 class RateLimiter:
-    def __init__(self, rate: str, storage_uri: str = "memory://") -> None:
+    def __init__(self, rate: str, storage_uri: str = "memory://", *, what: str = "translations",
+                 advice: str = "try again later", chars_per_minute: int = 0) -> None:
         self.rate = rate
+        self.what = what  # also keeps the counters of limiters that share a storage apart
+        self.advice = advice
         self._items = parse_many(rate)
+        # Characters are counted too, so that one long document cannot do what many short requests may not.
+        self._chars = parse_many(f"{chars_per_minute}/minute") if chars_per_minute > 0 else []
         self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
 
-    def hit(self, key: str) -> None:
-        """Count one translation for key, or raise `rate_limited` (nothing is counted then)."""
-        for item in self._items:
-            if not self._limiter.test(item, key):
-                reset = self._limiter.get_window_stats(item, key).reset_time
-                raise HmtError(errors.RATE_LIMITED, f"over the limit of {item} translations; try again later",
+    def _checks(self, key: str, chars: int) -> list[tuple[RateLimitItem, tuple[str, str], int, str]]:
+        """(limit, counter, cost, unit) for one event of `chars` characters."""
+        checks = [(item, (self.what, key), 1, self.what) for item in self._items]
+        if chars > 0:
+            checks += [(item, (f"{self.what}#chars", key), chars, "characters") for item in self._chars]
+        return checks
+
+    def check(self, key: str, chars: int = 0) -> None:
+        """Raise `rate_limited` if one more event of `chars` characters would put key over a limit (or
+        `too_long` if it never could pass); counts nothing."""
+        for item in self._chars:
+            if chars > item.amount:
+                raise HmtError(errors.TOO_LONG, f"the text has {chars} characters; this server translates at most "
+                                                f"{item.amount} a minute for one caller (limits.chars_per_minute)")
+        for item, counter, cost, unit in self._checks(key, chars):
+            if not self._limiter.test(item, *counter, cost=cost):
+                reset = self._limiter.get_window_stats(item, *counter).reset_time
+                raise HmtError(errors.RATE_LIMITED, f"over the limit of {item} {unit}; {self.advice}",
                                retry_after=max(1.0, reset - time.time()))
-        for item in self._items:
-            self._limiter.hit(item, key)
+
+    def count(self, key: str, chars: int = 0) -> None:
+        """Count one event of `chars` characters for key (after check() passed, or for events never refused)."""
+        for item, counter, cost, _ in self._checks(key, chars):
+            self._limiter.hit(item, *counter, cost=cost)

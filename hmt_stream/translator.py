@@ -1,37 +1,34 @@
-"""The translation service: turns a request into a running session (cache, then scheduler, then engine)."""
+"""The translation service: turns a request into a running session (limits, plan and cache, then scheduler, then
+engine)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from typing import Any, Protocol
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from . import errors
 from .cache import PhraseCache
-from .engine import ChatPrompt, Engine, GenerationOptions
+from .chat import ChatRequest, Request
+from .engine import Engine, GenerationOptions
 from .errors import HmtError
-from .prompts import build_prompt
+from .languages import AUTO
+from .plan import Plan, Planner
+from .prompts import HUNYUAN_MT, Profile
 from .ratelimit import RateLimiter
 from .request import TranslationRequest
-from .scheduler import Scheduler, Ticket
+from .runner import DocumentRun, Observer
+from .scheduler import Lane, Scheduler
 from .session import SessionStore, TranslationSession
 
 log = logging.getLogger(__name__)
 
+__all__ = ["NullObserver", "Observer", "Translator"]
 
-def _ms(since: float) -> float:
-    return round((time.monotonic() - since) * 1000, 1)
-
-
-class Observer(Protocol):
-    """What the translator reports as it works (metrics listen; the core knows no metrics library)."""
-
-    def first_token(self, seconds: float) -> None: ...
-
-    def token_gap(self, seconds: float) -> None: ...
-
-    def finished(self, state: str, tokens: int) -> None: ...
+# Longer texts are planned in a worker thread (a 100,000-character document takes a second or so of CPU).
+INLINE_PLAN_CHARS = 4000
 
 
 class NullObserver:
@@ -46,7 +43,8 @@ class Translator:
     def __init__(self, engine: Engine, *, options: GenerationOptions, scheduler: Scheduler, cache: PhraseCache,
                  store: SessionStore, max_chars: int, max_input_tokens: int,
                  disconnect_grace_s: float = 20.0, limiter: RateLimiter | None = None,
-                 observer: Observer | None = None) -> None:
+                 refusals: RateLimiter | None = None, observer: Observer | None = None,
+                 profile: Profile = HUNYUAN_MT, segment_tokens: int = 256) -> None:
         self.engine = engine
         self.options = options
         self.scheduler = scheduler
@@ -56,10 +54,13 @@ class Translator:
         self.max_input_tokens = max_input_tokens
         self.disconnect_grace_s = disconnect_grace_s
         self.limiter = limiter
+        self.refusals = refusals  # refused requests per principal: a client that keeps sending them is cut off
         self.observer: Observer = observer or NullObserver()
         self.accepting = True
         self._orphan_timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.planner = Planner(engine, profile, cache, segment_tokens=segment_tokens,
+                               max_input_tokens=max_input_tokens)
 
     def parse(self, payload: Any) -> TranslationRequest:
         return TranslationRequest.parse(payload, max_chars=self.max_chars)
@@ -71,41 +72,94 @@ class Translator:
             return None
         return session
 
-    def submit(self, request: TranslationRequest, *, principal: str = "anonymous",
-               owner: str | None = None) -> TranslationSession:
-        """Start a session for request; raises HmtError (shutting_down, too_long, rate_limited, overloaded)
-        before any session exists. Input that is refused does not count against the caller's rate."""
-        if not self.accepting:
-            raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
-        key = self.cache.key(self.engine.model_id, request.source, request.target, request.text, self.options)
-        cached = self.cache.get(key)
-        if cached is not None:
-            self._count(principal)
-            session = TranslationSession(request, owner=owner)
-            self.store.add(session)
-            session.append("delta", text=cached)
-            session.append("done", text=cached, cached=True, tokens=0, ttft_ms=0.0, elapsed_ms=0.0)
-            return session
-        prompt = ChatPrompt.user(build_prompt(request.text, request.source, request.target))
-        tokens = self.engine.prompt_tokens(prompt)
-        if tokens > self.max_input_tokens:
-            raise HmtError(errors.TOO_LONG,
-                           f"the text is {tokens} tokens with the prompt; the limit is {self.max_input_tokens}")
-        self._count(principal)
+    async def start(self, request: Request, *, principal: str = "anonymous",
+                    owner: str | None = None) -> TranslationSession:
+        """submit(), with the planning of a long document or prompt or of an unknown source language
+        (segmentation, detection, whose models load on first use, token counts) in a worker thread, after the
+        cheap checks."""
+        plan = None
+        if request.chars > INLINE_PLAN_CHARS or (isinstance(request, TranslationRequest) and request.source == AUTO):
+            self._check(request, principal)
+            plan = await self._planned(principal, request, owner)
+        return self.submit(request, principal=principal, owner=owner, plan=plan)
+
+    def submit(self, request: Request, *, principal: str = "anonymous", owner: str | None = None,
+               plan: Plan | None = None) -> TranslationSession:
+        """Start a session for request; raises HmtError (shutting_down, rate_limited, too_long, overloaded)
+        before any session exists. In order: the cheap checks (shutting down, the caller's rate in translations
+        and characters, its refusal budget), the plan (the tokenizer; input refused there counts against the
+        refusal budget), the cache, the scheduler (the line and the caller's fair share), and only then is the
+        translation counted against the rate: refusals never are. A document is one translation of its length,
+        however many segments it has."""
+        self._check(request, principal)
+        if plan is None:
+            with self._counting_refusals(principal):
+                plan = self.planner.plan(request, self.options, owner=owner)
+        plan = self.planner.look_up(plan)
         session = TranslationSession(request, owner=owner)
-        ticket = self.scheduler.admit(lambda position: session.append("queued", position=position))
+        if not plan.pending:
+            self._count(principal, request)
+            self.store.add(session)
+            self._document(session, plan).replay()
+            return session
+        lane = self.scheduler.lane(lambda position: session.append("queued", position=position), owner=principal)
+        self._count(principal, request)
+        ticket = lane.admit()
         self.store.add(session)
-        task = asyncio.create_task(self._run(session, prompt, ticket, key), name=f"session-{session.id}")
+        task = asyncio.create_task(self._document(session, plan).run(lane, ticket), name=f"session-{session.id}")
         self._tasks.add(task)
-        task.add_done_callback(lambda done: self._settle(done, session, ticket))
-        session.set_canceller(lambda: self._cancel(session, ticket, task))
+        task.add_done_callback(lambda done: self._settle(done, session, lane))
+        session.set_canceller(lambda: self._cancel(session, lane, task))
         session.on_change(self._watch_readers)
         self._watch_readers(session)
         return session
 
-    def _count(self, principal: str) -> None:
+    async def preview(self, request: TranslationRequest, *, principal: str = "anonymous",
+                      owner: str | None = None) -> Plan:
+        """The plan of request as a dry run (POST /api/prompts): planned in a worker thread after the cheap
+        checks, the cache only peeked (in owner's scope). Counts nothing against the rate: nothing is generated."""
+        self._check(request, principal)
+        plan = await self._planned(principal, request, owner)
+        return self.planner.look_up(plan, dry_run=True)
+
+    def plan(self, request: Request, *, dry_run: bool = False, owner: str | None = None) -> Plan:
+        """The segments, their prompts and what the cache holds (raises too_long); nothing is generated."""
+        return self.planner.look_up(self.planner.plan(request, self.options, owner=owner), dry_run=dry_run)
+
+    def _check(self, request: Request, principal: str) -> None:
+        """The cheap checks, before any tokenizer work; they count nothing (a translation's length was checked
+        when it was parsed, a chat's is here)."""
+        if not self.accepting:
+            raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
+        if isinstance(request, ChatRequest) and request.chars > self.max_chars:
+            raise HmtError(errors.TOO_LONG, f"the messages have {request.chars} characters; the limit is "
+                                            f"{self.max_chars} (generation.max_chars)")
         if self.limiter is not None:
-            self.limiter.hit(principal)
+            self.limiter.check(principal, chars=request.chars)
+        if self.refusals is not None:
+            self.refusals.check(principal)
+
+    async def _planned(self, principal: str, request: Request, owner: str | None) -> Plan:
+        loop = asyncio.get_running_loop()
+        with self._counting_refusals(principal):
+            return await loop.run_in_executor(None, lambda: self.planner.plan(request, self.options, owner=owner))
+
+    @contextmanager
+    def _counting_refusals(self, principal: str) -> Iterator[None]:
+        """Input the planner refuses (too_long) counts against principal's refusal budget."""
+        try:
+            yield
+        except HmtError:
+            if self.refusals is not None:
+                self.refusals.count(principal)
+            raise
+
+    def _document(self, session: TranslationSession, plan: Plan) -> DocumentRun:
+        return DocumentRun(session, plan, engine=self.engine, cache=self.cache, observer=self.observer)
+
+    def _count(self, principal: str, request: Request) -> None:
+        if self.limiter is not None:
+            self.limiter.count(principal, chars=request.chars)
 
     def _watch_readers(self, session: TranslationSession) -> None:
         """Cancel a session nobody reads any more, once the grace period has passed without a reader."""
@@ -122,71 +176,27 @@ class Translator:
             log.info("session %s cancelled: no reader for %.0f s", session.id, self.disconnect_grace_s)
 
     @staticmethod
-    def _cancel(session: TranslationSession, ticket: Ticket, task: asyncio.Task[None]) -> None:
-        if not ticket.granted.done():
+    def _cancel(session: TranslationSession, lane: Lane, task: asyncio.Task[None]) -> None:
+        if not lane.served:
             # Still in line: leave it now, so the sessions behind move up at once.
-            ticket.release()
+            lane.close()
             session.append("cancelled")
         task.cancel()
 
-    def _settle(self, task: asyncio.Task[None], session: TranslationSession, ticket: Ticket) -> None:
+    def _settle(self, task: asyncio.Task[None], session: TranslationSession, lane: Lane) -> None:
         # A task cancelled before its first step never runs its own clean-up: free the slot and end the log here.
         self._tasks.discard(task)
-        ticket.release()
+        lane.close()
         if not session.finished:
             session.append("cancelled")
 
-    async def translate(self, request: TranslationRequest, *, principal: str = "anonymous",
+    async def translate(self, request: Request, *, principal: str = "anonymous",
                         owner: str | None = None) -> TranslationSession:
         """Submit and wait for the terminal event (the one-shot API)."""
-        session = self.submit(request, principal=principal, owner=owner)
+        session = await self.start(request, principal=principal, owner=owner)
         async for _ in session.events(after=session.last_seq):
             pass
         return session
-
-    async def _run(self, session: TranslationSession, prompt: ChatPrompt, ticket: Ticket, key: Any) -> None:
-        try:
-            await ticket.wait()
-        except asyncio.CancelledError:
-            if not session.finished:
-                session.append("cancelled")
-            return
-        try:
-            await self._generate(session, prompt, key)
-        finally:
-            ticket.release()
-
-    async def _generate(self, session: TranslationSession, prompt: ChatPrompt, key: Any) -> None:
-        session.append("started")
-        generation = self.engine.generate(prompt, self.options)
-        ttft: float | None = None
-        last = time.monotonic()
-        try:
-            async for text in generation:
-                now = time.monotonic()
-                if ttft is None:
-                    ttft = _ms(session.created)
-                    self.observer.first_token(now - session.created)
-                else:
-                    self.observer.token_gap(now - last)
-                last = now
-                session.append("delta", text=text)
-        except asyncio.CancelledError:
-            generation.cancel()
-            await generation.wait_closed()
-            session.append("cancelled")
-            self.observer.finished("cancelled", generation.tokens)
-            return
-        except Exception as exc:
-            log.exception("generation failed for session %s", session.id)
-            session.append("error", code=errors.MODEL_ERROR.code, message=f"generation failed: {exc}")
-            self.observer.finished("failed", generation.tokens)
-            return
-        text = session.text
-        session.append("done", text=text, cached=False, tokens=generation.tokens, ttft_ms=ttft or 0.0,
-                       elapsed_ms=_ms(session.created))
-        self.observer.finished("done", generation.tokens)
-        self.cache.put(key, text)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking new translations, let the running and queued ones finish for up to grace_s, then cancel

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # System packages the end-to-end tests drive for real: nginx (a reverse proxy on loopback) and Chromium (the
-# page, through Playwright). Installs them with apt when they are missing and we are root (as in CI).
+# page, through Playwright), and fonts-noto-cjk so that screenshots of the page show Chinese, Japanese and Korean.
+# Installs them with apt when they are missing and we are root (as in CI).
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test-deps: nginx and chromium are installed"
+  echo "test-deps: nginx, chromium and fonts-noto-cjk are installed"
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

@@ -30,11 +30,18 @@ def engine(demo_dir: Path) -> Iterator[TransformersEngine]:
     engine._executor.shutdown(wait=True)
 
 
+# Many tests are one client (127.0.0.1) with many sessions, sockets and messages at once.
+NO_CLIENT_CAPS = {"limits.refusal_rate": "100000/minute", "auth.failure_rate": "100000/minute",
+                  "scheduler.max_per_client": 0, "limits.max_websockets_per_client": 100000,
+                  "limits.max_readers_per_client": 100000, "limits.max_follows_per_socket": 100000,
+                  "limits.ws_messages_per_s": 100000.0}
+
+
 def make_settings(demo_dir: Path, **overrides: Any) -> config.Settings:
-    """Settings for tests: the demo model, no warm-up, no practical rate limit (tests of the limit set their own),
-    plus overrides as section__key=value."""
+    """Settings for tests: the demo model, no warm-up, no practical rate limit or per-client cap (tests of the
+    limits set their own), plus overrides as section__key=value."""
     base = {"model.name": "demo", "model.demo_dir": str(demo_dir), "model.warmup": False,
-            "generation.max_new_tokens": 40, "limits.rate": "100000/minute"}
+            "generation.max_new_tokens": 40, "limits.rate": "100000/minute", **NO_CLIENT_CAPS}
     return config.Settings().replace({**base, **{k.replace("__", "."): v for k, v in overrides.items()}})
 
 

@@ -1,7 +1,9 @@
-"""A real nginx on a free loopback port, configured like a corporate reverse proxy in front of the app."""
+"""A real nginx on a free loopback port, configured like a corporate reverse proxy in front of the app, or as
+README.md's reverse-proxy snippet says, or as plainly as people first write it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +26,11 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+{servers}
+}}
+"""
+
+_SERVER = """
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -34,8 +41,29 @@ http {{
 {extra}
         }}
     }}
-}}
 """
+
+# What people write first: nginx then sends its own `Host: 127.0.0.1:<upstream>`, passes no upgrade and buffers.
+PLAIN = """
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+        }}
+    }}
+"""
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_snippet() -> str:
+    """The nginx configuration of README.md's reverse-proxy section, as a template for Nginx(servers=...)."""
+    section = README.read_text().split("## Behind a reverse proxy", 1)[1]
+    snippet = re.search(r"```nginx\n(.*?)```", section, re.S)
+    assert snippet is not None, "README.md's reverse-proxy section has no ```nginx block"
+    text = snippet.group(1).replace("{", "{{").replace("}", "}}")
+    return text.replace("listen 80;", "listen 127.0.0.1:{port};").replace("127.0.0.1:8080", "127.0.0.1:{upstream}")
 
 # Passing WebSocket upgrades takes these two headers; a proxy that lacks them drops the Upgrade (hop-by-hop).
 _WEBSOCKET = """            proxy_set_header Upgrade $http_upgrade;
@@ -62,7 +90,7 @@ class Nginx:
     """`with Nginx(tmp_path, upstream_port) as proxy:` then talk to proxy.url."""
 
     def __init__(self, directory: Path, upstream_port: int, *, websocket: bool = False,
-                 buffer_sse: bool = False, compress_sse: bool = False) -> None:
+                 buffer_sse: bool = False, compress_sse: bool = False, servers: str = _SERVER) -> None:
         if not Path(NGINX).exists():
             raise RuntimeError("nginx is not installed: run `make test` (as root it installs it) or "
                                "`sudo apt-get install nginx-light`")
@@ -72,7 +100,8 @@ class Nginx:
         extra = "\n".join(part for part, on in ((_WEBSOCKET, websocket), (_BUFFER_SSE, buffer_sse),
                                                 (_COMPRESS_SSE, compress_sse)) if on)
         self.conf = directory / "nginx.conf"
-        self.conf.write_text(_CONF.format(dir=directory, port=self.port, upstream=upstream_port, extra=extra))
+        server = servers.format(port=self.port, upstream=upstream_port, extra=extra)
+        self.conf.write_text(_CONF.format(dir=directory, servers=server))
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Nginx:

@@ -15,12 +15,12 @@ from .conftest import make_settings
 async def test_one_json_line_per_request_without_secrets_or_text(aiohttp_client: Any, demo_dir: Any,
                                                                   engine: TransformersEngine,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
-    settings = make_settings(demo_dir, auth__enabled=True, auth__api_keys=("very-secret-key",))
+    settings = make_settings(demo_dir, auth__enabled=True, auth__api_keys=("very-secret-key-0123",))
     server = TestServer(create_app(settings, engine=engine))
     await server.start_server(access_log_class=AccessLogger)
     client = await aiohttp_client(server)
     caplog.set_level(logging.INFO, logger="hmt_stream.access")
-    headers = {"Authorization": "Bearer very-secret-key"}
+    headers = {"Authorization": "Bearer very-secret-key-0123"}
     token = (await (await client.post("/api/token", headers=headers)).json())["token"]
     created = await client.post(f"/api/sessions?access_token={token}",
                                 json={"text": "Confidential words", "source": "en", "target": "fr"})
@@ -33,5 +33,5 @@ async def test_one_json_line_per_request_without_secrets_or_text(aiohttp_client:
     assert records[1]["status"] == 201 and records[1]["principal"].startswith("key:")
     assert records[2]["query"] == {"after": "0", "timeout": "1"} and records[2]["transport"] == "poll"
     everything = "\n".join(lines)
-    for secret in ("very-secret-key", token, "Confidential"):
+    for secret in ("very-secret-key-0123", token, "Confidential"):
         assert secret not in everything

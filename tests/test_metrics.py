@@ -16,6 +16,8 @@ async def test_metrics_count_traffic_sessions_cache_latency_tokens_and_errors(ma
     body = {"text": "Measured", "source": "en", "target": "fr"}
     async with client.ws_connect("/ws") as ws:
         await ws.receive()
+        await ws.send_json({"type": "fly"})  # an error over the socket
+        assert json.loads((await ws.receive()).data)["code"] == "bad_request"
         await ws.send_json({"type": "translate", **body})
         while json.loads((await ws.receive()).data)["type"] != "done":
             pass
@@ -38,11 +40,22 @@ async def test_metrics_count_traffic_sessions_cache_latency_tokens_and_errors(ma
     assert got[("hmt_tokens_generated_total", ())] >= got[("hmt_inter_token_seconds_count", ())]
     assert got[("hmt_sessions_finished_total", (("state", "done"),))] == 2
     assert got[("hmt_errors_total", (("code", "unsupported_language"),))] == 1
+    assert got[("hmt_errors_total", (("code", "bad_request"),))] == 1
     assert got[("hmt_sessions_active", ())] == 0 and got[("hmt_sessions_queued", ())] == 0
 
 
 async def test_each_app_has_its_own_registry(make_client: MakeClient) -> None:
     first, second = await make_client(), await make_client()
     await first.post("/api/translate", json={"text": "x", "target": "yy"})
+    error = ("hmt_errors_total", (("code", "unsupported_language"),))
+    assert samples(await (await first.get("/metrics")).text())[error] == 1
     got: dict[Any, float] = samples(await (await second.get("/metrics")).text())
-    assert ("hmt_errors_total", (("code", "unsupported_language"),)) not in got
+    assert error not in got and got[("hmt_requests_total", (("transport", "rest"),))] == 1  # its own /metrics
+
+
+async def test_metrics_need_no_credentials_with_auth_on(make_client: MakeClient) -> None:
+    # Prometheus scrapes without a key.
+    client = await make_client(auth__enabled=True, auth__api_keys=("a-key-long-enough-for-any-rule-0123",))
+    response = await client.get("/metrics")
+    assert response.status == 200 and ("hmt_sessions_active", ()) in samples(await response.text())
+    assert (await client.get("/api/sessions/some-id")).status == 401

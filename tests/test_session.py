@@ -1,4 +1,5 @@
 import asyncio
+import time
 
 import pytest
 
@@ -26,6 +27,13 @@ async def test_events_replay_then_follow_live_and_stop_after_the_terminal_event(
     assert await _collect(session, after=4) == []
 
 
+async def test_cancelling_a_session_nothing_generates_for_ends_it_at_once() -> None:
+    session = TranslationSession(REQUEST)
+    assert session.cancel()
+    assert [(e.seq, e.type) for e in session.log] == [(1, "cancelled")] and session.state == "cancelled"
+    assert session.finished and not session.cancel()
+
+
 async def test_nothing_is_appended_after_the_terminal_event() -> None:
     session = TranslationSession(REQUEST)
     session.append("cancelled")
@@ -40,15 +48,19 @@ async def test_ids_are_unguessable_and_distinct() -> None:
 
 
 async def test_the_store_evicts_a_finished_session_after_retention() -> None:
-    store = MemorySessionStore(retention_s=0.05)
+    store = MemorySessionStore(retention_s=1.0)
     session = TranslationSession(REQUEST)
     store.add(session)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.2)
     assert store.get(session.id) is session  # still running: never evicted
     session.append("done", text="", cached=False, tokens=0, ttft_ms=0.0, elapsed_ms=0.0)
+    finished = time.monotonic()
+    await asyncio.sleep(0.25)  # a quarter of the retention: still there for late readers and resumes
     assert store.get(session.id) is session
-    await asyncio.sleep(0.1)
-    assert store.get(session.id) is None and len(store) == 0
+    while store.get(session.id) is not None:
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - finished > 0.9 and len(store) == 0  # (not before its time; no upper bound)
+    assert store._timers == {}  # nothing kept for it
 
 
 async def _collect(session: TranslationSession, after: int) -> list:  # type: ignore[type-arg]

@@ -1,6 +1,7 @@
 """The core acceptance: sessions driven by the real TransformersEngine over the demo model."""
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,20 +75,31 @@ async def test_many_readers_follow_the_same_live_log(translator: Translator) -> 
     assert first == second == session.log
 
 
-async def test_cancel_mid_generation_stops_within_two_tokens(demo_dir: Any, engine: TransformersEngine) -> None:
+def note_tokens_on_cancel(generation: Any, counts: list[int]) -> None:
+    """Have the generation note its token count once cancel() has reached it."""
+    stop = generation.cancel
+
+    def cancel() -> None:
+        stop()
+        counts.append(generation.tokens)
+
+    generation.cancel = cancel
+
+
+async def test_cancel_mid_generation_stops_within_one_decode_step(demo_dir: Any, engine: TransformersEngine) -> None:
     counting = CountingEngine(engine)
     translator = build_translator(make_settings(demo_dir, generation__max_new_tokens=400), counting)
     session = translator.submit(request("Please stop me in the middle"))
     deltas = 0
-    at_cancel = 0
+    at_cancel: list[int] = []  # the engine's count when the cancel reached it (the next turn of the event loop)
     async for event in session.events():
         if event.type == "delta":
             deltas += 1
             if deltas == 5:
-                at_cancel = counting.generations[0].tokens
+                note_tokens_on_cancel(counting.generations[0], at_cancel)
                 assert session.cancel()
     assert session.log[-1].type == "cancelled" and session.state == "cancelled"
-    assert counting.generations[0].tokens - at_cancel <= 2
+    assert len(at_cancel) == 1 and counting.generations[0].tokens - at_cancel[0] <= 1
     assert translator.scheduler.running == 0
     await translator.close()
 
@@ -143,6 +155,37 @@ async def test_cancelled_translations_are_not_cached(demo_dir: Any, engine: Tran
     again = await translator.translate(request("Cancelled early"))
     assert again.log[-1].data["cached"] is False
     assert len(counting.generations) == 2
+
+
+@pytest.mark.parametrize("option,value", [("top_k", 5), ("top_p", 0.9), ("temperature", 0.0),
+                                          ("repetition_penalty", 1.0), ("max_new_tokens", 7)])
+async def test_a_translation_made_with_other_sampling_options_is_no_cache_hit(demo_dir: Any, engine: TransformersEngine,
+                                                                             option: str, value: Any) -> None:
+    counting = CountingEngine(engine)
+    translator = build_translator(make_settings(demo_dir, generation__max_new_tokens=8), counting)
+    await translator.translate(request("Options are part of the key"))
+    translator.options = dataclasses.replace(translator.options, **{option: value})
+    other = await translator.translate(request("Options are part of the key"))
+    assert other.log[-1].data["cached"] is False and len(counting.generations) == 2
+    again = await translator.translate(request("Options are part of the key"))
+    assert again.log[-1].data["cached"] is True and len(counting.generations) == 2
+
+
+async def test_ttft_and_elapsed_count_from_the_request_so_time_in_the_queue_is_included(
+        demo_dir: Any, engine: TransformersEngine) -> None:
+    settings = make_settings(demo_dir, generation__temperature=0.0, generation__max_new_tokens=300,
+                             cache__enabled=False)
+    translator = build_translator(settings, engine)
+    first = translator.submit(request("Hello there, how are you?"))  # holds the only slot
+    second = translator.submit(request("Waiting in line"))
+    log = await asyncio.wait_for(collect(second.events()), 120)
+    assert first.finished_at is not None and second.finished_at is not None
+    done = log[-1].data
+    # The second's first token came after the first had finished: its wait counts (to the 0.1 ms it is rounded to).
+    waited_ms = (first.finished_at - second.created) * 1000
+    lasted_ms = (second.finished_at - second.created) * 1000
+    assert waited_ms - 0.1 <= done["ttft_ms"] <= done["elapsed_ms"] <= lasted_ms + 0.1, (waited_ms, done, lasted_ms)
+    await translator.close()
 
 
 @pytest.mark.parametrize("text,source", [

@@ -1,6 +1,7 @@
 // The translation page: form, streaming output, status, history, share link. Model and user text only ever go
 // into the page through textContent (never innerHTML).
 import { HmtClient } from "/static/client.js";
+import { DocumentPanel } from "/static/documents.js";
 
 const HISTORY_KEY = "hmt-stream.history";
 const PREFS_KEY = "hmt-stream.prefs";
@@ -20,13 +21,14 @@ const ui = {
 };
 
 const client = new HmtClient();
+const documents = new DocumentPanel();
 let maxChars = 5000;
 let languages = new Map();
 let current = null; // the Translation on screen
 let lastSource = "en"; // the last explicit source, for swapping away from "Detect language"
 
 // For debugging and the end-to-end tests: the client and the translation on screen.
-window.hmt = { client, get translation() { return current; } };
+window.hmt = { client, documents, get translation() { return current; } };
 
 // -- small helpers ------------------------------------------------------------------------------------------------
 
@@ -135,12 +137,13 @@ function shareUrl(request) {
   const url = new URL(location.pathname, location.href);
   url.searchParams.set("source", request.source);
   url.searchParams.set("target", request.target);
-  url.searchParams.set("q", request.text);
+  // A document is too long for an address bar: the link carries the languages only.
+  if (chars(request.text) <= 2000) url.searchParams.set("q", request.text);
   return url;
 }
 
 function formRequest() {
-  return { text: ui.input.value, source: ui.source.value, target: ui.target.value };
+  return { text: ui.input.value, source: ui.source.value, target: ui.target.value, ...documents.fields() };
 }
 
 function restoreFromUrl() {
@@ -192,6 +195,7 @@ function translate() {
   setOutputTools(false);
   ui.output.lang = request.target;
   delete ui.output.dataset.session;
+  documents.reset();
   setStatus("connecting", "Connecting…");
   setRunning(true);
 
@@ -207,14 +211,19 @@ function translate() {
   translation.addEventListener("queued", mine(({ position }) => {
     setStatus("queued", `Queued #${position}`);
   }));
-  translation.addEventListener("started", mine(() => setStatus("running", "Translating…")));
+  translation.addEventListener("started", mine((event) => {
+    setStatus("running", "Translating…");
+    documents.started(event, languageName);
+  }));
+  translation.addEventListener("progress", mine((event) => documents.progress(event)));
   translation.addEventListener("delta", mine(() => {
     if (ui.status.dataset.state !== "running") setStatus("running", "Translating…");
     render(translation.text);
   }));
-  translation.addEventListener("reconnecting", mine(({ from }) => {
+  translation.addEventListener("reconnecting", mine(({ from, signin }) => {
     // "connecting" until the next event: the first delta on the new transport puts "Translating…" back.
-    setStatus("connecting", `Connection over ${TRANSPORT_LABELS[from] || from} lost — resuming…`);
+    setStatus("connecting", signin ? "Signing in again to resume…"
+      : `Connection over ${TRANSPORT_LABELS[from] || from} lost — resuming…`);
   }));
   translation.addEventListener("done", mine((event) => {
     render(translation.text);
@@ -222,6 +231,7 @@ function translate() {
     setStatus("done", `Done in ${seconds} s${event.cached ? " (cached)" : ""}`);
     setRunning(false);
     setOutputTools(Boolean(translation.text));
+    documents.finished(request, translation.text);
     addHistory({ ...request, text: request.text.trim(), translation: translation.text });
   }));
   translation.addEventListener("cancelled", mine(() => {
@@ -426,6 +436,7 @@ function wire() {
     }
   });
   ui.input.addEventListener("input", updateCounter);
+  documents.wire(updateCounter);
   ui.source.addEventListener("change", savePrefs);
   ui.target.addEventListener("change", savePrefs);
   ui.swap.addEventListener("click", swap);

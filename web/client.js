@@ -1,9 +1,10 @@
 // hmt-stream client: negotiates WebSocket → SSE → long-poll, streams translation sessions, and resumes a
 // session on the next transport from the last seq it saw when one fails. No dependencies; see docs/protocol.md.
 
-const EVENT_TYPES = ["queued", "started", "delta", "done", "error", "cancelled"];
+const EVENT_TYPES = ["queued", "started", "delta", "progress", "done", "error", "cancelled"];
 const TERMINAL = new Set(["done", "error", "cancelled"]);
 const STORAGE_KEY = "hmt-stream.transports";
+const TOKEN_EXPIRED = 4401; // WebSocket close code: the socket's token expired
 
 /** A transport failed. `fatal` means the server itself refused (another transport would get the same answer). */
 export class TransportError extends Error {
@@ -58,7 +59,8 @@ function tabStorage() {
 
 /**
  * One translation: a session on the server, followed through whichever transport works.
- * Events (CustomEvent, the protocol's event object in `detail`): queued, started, delta, done, error, cancelled,
+ * Events (CustomEvent, the protocol's event object in `detail`): queued, started, delta, progress, done, error,
+ * cancelled,
  * plus `session` (the id is known) and `reconnecting` ({from, reason}: a transport failed, resuming elsewhere).
  */
 export class Translation extends EventTarget {
@@ -207,8 +209,10 @@ class WebSocketTransport {
         clearTimeout(timer);
         if (this.socket !== socket) return;
         const wasAlive = this.alive;
-        this._down(`WebSocket closed (${close.code})`);
-        if (!wasAlive) reject(new TransportError(`WebSocket closed before hello (${close.code})`));
+        // 4401: the token this socket was opened with has expired; sign in again and resume on a new socket.
+        const code = close.code === TOKEN_EXPIRED ? "token_expired" : "connection_lost";
+        this._down(`WebSocket closed (${close.code}${close.reason ? `: ${close.reason}` : ""})`, code);
+        if (!wasAlive) reject(new TransportError(`WebSocket closed before hello (${close.code})`, { code }));
       };
       socket.onerror = () => {
         // onclose follows with the code; nothing to do here
@@ -230,14 +234,14 @@ class WebSocketTransport {
     }
   }
 
-  _down(reason) {
+  _down(reason, code = "connection_lost") {
     if (this.watchdog) clearInterval(this.watchdog);
     this.watchdog = null;
     this.alive = false;
     const subscribers = [...this.bySession.values(), ...this.byRef.values()];
     this.bySession.clear();
     this.byRef.clear();
-    for (const sub of new Set(subscribers)) sub.reject(new TransportError(reason));
+    for (const sub of new Set(subscribers)) sub.reject(new TransportError(reason, { code }));
     this.client._transportDown(this);
   }
 
@@ -301,8 +305,8 @@ class WebSocketTransport {
       } else {
         sub.ref = `r${this.nextRef++}`;
         this.byRef.set(sub.ref, sub);
-        const { text, source, target } = translation.request;
-        this._send({ type: "translate", text, source, target, ref: sub.ref });
+        // The whole request: text, source, target and any document fields (format, glossary, context).
+        this._send({ ...translation.request, type: "translate", ref: sub.ref });
       }
     });
   }
@@ -495,6 +499,7 @@ export class HmtClient extends EventTarget {
     this._transports = new Map();
     this._connecting = null;
     this._renewal = null;
+    this._signInWaiters = [];
   }
 
   /** GET /api/negotiate: the enabled transports, best first, and the server's limits. */
@@ -523,14 +528,29 @@ export class HmtClient extends EventTarget {
     const { expires_in: expiresIn } = await response.json();
     this.signedIn = true;
     clearTimeout(this._renewal);
-    // Renew at half the lifetime, so that a token never expires under a running translation.
+    // Renew at half the lifetime, so that requests always carry a live token. (A WebSocket keeps the token it
+    // was opened with: when that one expires the server closes it with 4401, and translations resume anew.)
     this._renewal = setTimeout(() => {
       this.signIn().catch(() => {
         this.signedIn = false;
         this.dispatchEvent(new CustomEvent("signedout"));
       });
-    }, Math.max(5, (expiresIn || 600) / 2) * 1000);
+    }, Math.max(1, (expiresIn || 600) / 2) * 1000);
+    for (const resolve of this._signInWaiters.splice(0)) resolve();
     return expiresIn;
+  }
+
+  /** Renew the token; if the sign-in has ended (or its key is gone), wait until signIn(key) succeeds. */
+  async _signInAgain() {
+    try {
+      await this.signIn();
+      return;
+    } catch {
+      this.signedIn = false;
+    }
+    const signedIn = new Promise((resolve) => this._signInWaiters.push(resolve));
+    this.dispatchEvent(new CustomEvent("signedout"));
+    await signedIn;
   }
 
   get transportName() {
@@ -675,6 +695,8 @@ export class HmtClient extends EventTarget {
 
   async _drive(translation) {
     let failures = 0;
+    let stalled = 0;
+    let signedInAt = 0;
     while (!translation.finished) {
       if (translation.cancelRequested && !translation.session) {
         translation._end("cancelled", { type: "cancelled", session: null });
@@ -695,6 +717,19 @@ export class HmtClient extends EventTarget {
         await transport.run(translation);
       } catch (error) {
         if (translation.finished) return;
+        if (error.code === "token_expired" || (error.code === "unauthorized" && this.info?.auth)) {
+          // The token ran out under this translation: sign in again, then resume where it stopped. Give up only
+          // when fresh tokens are refused at once, time after time (a clock far off, a server that changed keys).
+          stalled = Date.now() - signedInAt < 1000 ? stalled + 1 : 0;
+          if (stalled >= 3) {
+            translation._fail(error.code, error.message);
+            return;
+          }
+          translation._emit("reconnecting", { from: transport.name, reason: error.message, signin: true });
+          await this._signInAgain();
+          signedInAt = Date.now();
+          continue;
+        }
         if (error.fatal) {
           translation._fail(error.code, error.message);
           return;
@@ -736,13 +771,12 @@ export class HmtClient extends EventTarget {
   // -- REST helpers shared by SSE and long-poll -----------------------------------------------------------------
 
   async _createSession(translation) {
-    const { text, source, target } = translation.request;
     let response;
     try {
       response = await fetch(absolute("/api/sessions", this.base), {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ text, source, target }),
+        body: JSON.stringify(translation.request),
       });
     } catch (error) {
       throw new TransportError(`cannot create the session: ${error.message}`);

@@ -6,14 +6,21 @@ from aiohttp import web
 
 from ..config import Settings
 from ..keys import SETTINGS
-from . import guard, poll, rest, sse, websocket
+from ..ratelimit import RateLimiter
+from . import documents, guard, headers, limits, openai, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
     app.middlewares.append(guard.guard_middleware)
+    app.middlewares.append(limits.body_deadline)
+    app[guard.AUTH_FAILURES] = RateLimiter(settings.auth.failure_rate, settings.limits.storage,
+                                           what="failed authentications", advice="check the key, then try later")
+    app[limits.STREAMS] = limits.StreamCounts()
+    headers.setup(app)
     rest.setup(app)
+    documents.setup(app)
     app.router.add_post("/api/token", guard.issue_token)
     app.router.add_get("/api/sessions/{id}/events", events)
     if settings.transports.sse:
@@ -21,7 +28,10 @@ def setup(app: web.Application, settings: Settings) -> None:
     if settings.transports.websocket:
         app[websocket.CONNECTIONS] = set()
         app.router.add_get("/ws", websocket.handler)
+        app.on_shutdown.insert(0, websocket.stop_protocol_pings)  # before the translator's drain (app.py)
         app.on_shutdown.append(websocket.shutdown)
+    if settings.transports.openai:
+        openai.setup(app)
 
 
 async def events(request: web.Request) -> web.StreamResponse:

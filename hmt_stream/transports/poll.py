@@ -9,6 +9,7 @@ from aiohttp import web
 from .. import errors
 from ..errors import HmtError
 from ..keys import SETTINGS
+from .limits import READERS, hold
 from .rest import get_session
 
 
@@ -30,7 +31,8 @@ async def handler(request: web.Request) -> web.Response:
     t = request.app[SETTINGS].transports
     after = int(_number(request, "after", 0))
     timeout = min(_number(request, "timeout", t.poll_timeout_s), t.poll_timeout_max_s)
-    batch = await session.next_batch(after, timeout)
+    with hold(request, READERS):
+        batch = await session.next_batch(after, timeout)
     last = batch[-1].seq if batch else max(after, 0)
     done = session.finished and last >= session.last_seq
     # The events are already JSON; join them instead of decoding and encoding again.

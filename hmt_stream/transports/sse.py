@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from ..keys import SETTINGS
+from .limits import READERS, hold
 from .rest import find_session
 
 
@@ -47,20 +48,22 @@ async def stream(request: web.Request) -> web.StreamResponse:
     after = resume_point(request)
     settings = request.app[SETTINGS]
     # send_timeout: a reader that accepts nothing for that long is dropped; its session carries on for resume.
-    async with sse_response(request, ping_interval=settings.transports.heartbeat_s, response_cls=_Response,
-                            send_timeout=settings.limits.slow_reader_timeout_s) as response:
-        try:
-            async for event in session.events(after=after):
-                await response.send(event.json, id=str(event.seq), event=event.type)
-        except (TimeoutError, ConnectionResetError):
-            log.info("dropped an SSE reader of session %s: it stopped reading or went away", session.id)
+    with hold(request, READERS):
+        async with sse_response(request, ping_interval=settings.transports.heartbeat_s, response_cls=_Response,
+                                send_timeout=settings.limits.slow_reader_timeout_s) as response:
+            try:
+                async for event in session.events(after=after):
+                    await response.send(event.json, id=str(event.seq), event=event.type)
+            except (TimeoutError, ConnectionResetError):
+                log.info("dropped an SSE reader of session %s: it stopped reading or went away", session.id)
     return response
 
 
 async def probe(request: web.Request) -> web.StreamResponse:
     """A hello that only arrives in time if nothing between here and the client buffers the stream."""
     heartbeat = request.app[SETTINGS].transports.heartbeat_s
-    async with sse_response(request, ping_interval=heartbeat, response_cls=_Response) as response:
-        await response.send(json.dumps({"type": "hello", "heartbeat_s": heartbeat}), event="hello")
-        await asyncio.sleep(PROBE_LIFETIME_S)
+    with hold(request, READERS):
+        async with sse_response(request, ping_interval=heartbeat, response_cls=_Response) as response:
+            await response.send(json.dumps({"type": "hello", "heartbeat_s": heartbeat}), event="hello")
+            await asyncio.sleep(PROBE_LIFETIME_S)
     return response

@@ -6,30 +6,41 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
-from .. import errors
+from .. import errors, wirejson
 from ..auth import Principal
+from ..config import LimitSettings
 from ..errors import HmtError
 from ..keys import METRICS, SETTINGS
 from ..metrics import Metrics
 from ..session import TranslationSession
 from ..translator import Translator
 from .guard import principal_of
+from .limits import WEBSOCKETS, MessageBudget, hold
 from .rest import translator_of
 
 log = logging.getLogger(__name__)
+
+# The close code for a socket whose token expired (4000-4999 are the application's; 4401 echoes HTTP 401): the
+# page signs in again and resumes its sessions on a new socket.
+TOKEN_EXPIRED = 4401
+# Messages that ask for something; pings and pongs do not keep a socket from counting as idle.
+REQUESTS = ("translate", "resume", "cancel")
 
 
 class Connection:
     """One socket: decodes client messages, runs one forwarding task per session it follows."""
 
     def __init__(self, ws: web.WebSocketResponse, translator: Translator, principal: Principal, metrics: Metrics,
-                 *, send_timeout: float = 30.0, abort: Callable[[], None] = lambda: None) -> None:
+                 *, send_timeout: float = 30.0, abort: Callable[[], None] = lambda: None,
+                 max_follows: int = 1_000_000) -> None:
         self.ws = ws
+        self.max_follows = max_follows
         self.metrics = metrics
         self.send_timeout = send_timeout
         self._abort = abort
@@ -68,12 +79,14 @@ class Connection:
             message["retry_after"] = error.retry_after
         await self.send(message)
 
-    async def receive(self, raw: str) -> None:
+    async def receive(self, raw: str) -> bool:
+        """Serve one message; True when it asked for something (not a ping or pong, nor garbage)."""
         try:
-            message = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            await self.send_error(HmtError(errors.BAD_REQUEST, f"not valid JSON: {exc}"))
-            return
+            message = wirejson.loads(raw)
+        except HmtError as error:
+            await self.send_error(error)
+            return False
+        kind = message.get("type") if isinstance(message, dict) else None
         try:
             await self._dispatch(message)
         except HmtError as error:
@@ -81,12 +94,20 @@ class Connection:
             context = {key: message[key] for key in ("ref", "session")
                        if isinstance(message, dict) and isinstance(message.get(key), str | int)}
             await self.send_error(error, **context)
+        return kind in REQUESTS
+
+    def _check_room(self, session_id: Any = None) -> None:
+        if len(self.follows) >= self.max_follows and session_id not in self.follows:
+            raise HmtError(errors.TOO_MANY_STREAMS, f"this socket already follows {len(self.follows)} sessions, "
+                                                    f"the most it may; wait for one to end")
 
     async def _dispatch(self, message: Any) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
+        if kind in ("translate", "resume"):
+            self._check_room(message.get("session"))
         if kind == "translate":
-            session = self.translator.submit(self.translator.parse(message), principal=self.principal.id,
-                                             owner=self.owner)
+            session = await self.translator.start(self.translator.parse(message), principal=self.principal.id,
+                                                  owner=self.owner)
             self.follow(session, 0, message.get("ref"))
         elif kind == "resume":
             after = message.get("after", 0)
@@ -181,6 +202,11 @@ CONNECTIONS = web.AppKey("ws_connections", set["Connection"])
 
 async def handler(request: web.Request) -> web.WebSocketResponse:
     translator = translator_of(request)
+    with hold(request, WEBSOCKETS):  # one socket over the client's cap is refused (429) before the upgrade
+        return await _open(request, translator)
+
+
+async def _open(request: web.Request, translator: Translator) -> web.WebSocketResponse:
     settings = request.app[SETTINGS]
     heartbeat = settings.transports.heartbeat_s
     limits = settings.limits
@@ -191,27 +217,14 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
     transport = request.transport
     connection = Connection(ws, translator, principal_of(request), request.app[METRICS],
                             send_timeout=limits.slow_reader_timeout_s,
-                            abort=transport.abort if transport is not None else lambda: None)
+                            abort=transport.abort if transport is not None else lambda: None,
+                            max_follows=limits.max_follows_per_socket)
     connections = request.app[CONNECTIONS]
     connections.add(connection)
     pinger = asyncio.create_task(connection.heartbeat(heartbeat))
     try:
         await connection.send({"type": "hello", "heartbeat_s": heartbeat})
-        while not ws.closed:
-            message = await connection.next_message(limits.ws_idle_timeout_s)
-            if message is None:  # idle, or the server is stopping
-                if connection.busy and not connection.stopping.is_set():
-                    continue
-                reason = b"server shutting down" if connection.stopping.is_set() else b"idle"
-                await ws.close(code=WSCloseCode.GOING_AWAY, message=reason)
-                break
-            if message.type == WSMsgType.TEXT:
-                await connection.receive(message.data)
-            elif message.type == WSMsgType.BINARY:
-                await connection.send_error(HmtError(errors.BAD_REQUEST, "binary frames are not accepted; "
-                                                                         "send JSON text frames"))
-            elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
-                break
+        await _serve(connection, limits)
     except ConnectionError:
         pass  # the peer went away mid-write; its sessions carry on for resume
     finally:
@@ -220,6 +233,54 @@ async def handler(request: web.Request) -> web.WebSocketResponse:
         await connection.close()
         connection.ended.set()
     return ws
+
+
+async def stop_protocol_pings(app: web.Application) -> None:
+    """First on shutdown, before the drain. Once stopping, aiohttp drops whatever arrives on an open connection
+    (Server.pre_shutdown), the client's pongs included, so its heartbeat would close each socket (1006) half a
+    heartbeat after its next ping, in the middle of the events still due. aiohttp has no public switch for it."""
+    for connection in app[CONNECTIONS]:
+        connection.ws._heartbeat = None
+        connection.ws._cancel_heartbeat()
+
+
+async def _serve(connection: Connection, limits: LimitSettings) -> None:
+    """Serve the client's messages until it leaves, stays idle, floods the socket, its token expires, or the
+    server stops (finish())."""
+    ws = connection.ws
+    budget = MessageBudget(limits.ws_messages_per_s)
+    expires = connection.principal.expires
+    active = time.monotonic()  # the last request, or the last moment the socket followed a running session
+    while not ws.closed:
+        wait = active + limits.ws_idle_timeout_s - time.monotonic()
+        if expires is not None:
+            wait = min(wait, expires - time.time())
+        message = await connection.next_message(max(wait, 0.0))
+        if message is None:  # the server is stopping, the token expired, or time to check for idleness
+            if connection.stopping.is_set():
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+                return
+            if expires is not None and time.time() >= expires:
+                await ws.close(code=TOKEN_EXPIRED, message=b"token expired: sign in again")
+                return
+            if connection.busy:
+                active = time.monotonic()
+            elif time.monotonic() - active >= limits.ws_idle_timeout_s:
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"idle")
+                return
+            continue
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not budget.take():
+            connection.metrics.refused("websocket_message_rate")
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+            return
+        if message.type == WSMsgType.TEXT:
+            if await connection.receive(message.data):
+                active = time.monotonic()
+        elif message.type == WSMsgType.BINARY:
+            await connection.send_error(HmtError(errors.BAD_REQUEST, "binary frames are not accepted; "
+                                                                     "send JSON text frames"))
+        elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
 
 
 async def shutdown(app: web.Application) -> None:

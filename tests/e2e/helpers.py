@@ -63,3 +63,14 @@ def recorded_lengths(page: Page) -> list[int]:
 
 def text(page: Page, selector: str) -> str:
     return page.text_content(selector) or ""
+
+
+def watch_csp(page: Page) -> None:
+    """From the page's first script on, note every Content-Security-Policy violation (pass as Pages.open's setup)."""
+    page.add_init_script("""window.__violations = [];
+        document.addEventListener('securitypolicyviolation',
+            (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));""")
+
+
+def csp_violations(page: Page) -> list[str]:
+    return list(page.evaluate("window.__violations"))

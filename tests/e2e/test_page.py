@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from playwright.sync_api import Page
 
 from .conftest import LONG, Pages, Serve
 from .helpers import fill_form, output, session_id, status, text, translate, transport, wait_finished, wait_output
@@ -48,7 +49,7 @@ def test_translate_over_websocket_history_copy_and_share(serve: Serve, pages: Pa
 
     # Copy puts the output on the clipboard.
     page.click("#copy")
-    page.wait_for_function("document.getElementById('copy').textContent === 'Copied'")
+    page.wait_for_function("() => document.getElementById('copy').textContent === 'Copied'")
     assert page.evaluate("navigator.clipboard.readText()") == session["text"]
 
     # Read aloud speaks the output in the target language (speechSynthesis itself is stubbed: no audio here).
@@ -65,7 +66,7 @@ def test_translate_over_websocket_history_copy_and_share(serve: Serve, pages: Pa
     assert shared.input_value("#target") == "fr"
     assert shared.input_value("#input") == TEXT
     page.click("#share")
-    page.wait_for_function("document.getElementById('share').textContent === 'Link copied'")
+    page.wait_for_function("() => document.getElementById('share').textContent === 'Link copied'")
     assert page.evaluate("navigator.clipboard.readText()") == page.url
 
     # Ctrl+Enter translates again: the same request now comes from the phrase cache.
@@ -131,7 +132,7 @@ def test_stop_cancels_on_the_server(serve: Serve, pages: Pages, shot) -> None:
     # One generation at a time (scheduler.max_concurrent = 1): a second tab waits its turn, and says so.
     other = pages.open(server.url)
     translate(other, "Me next, please.", "en", "es")
-    other.wait_for_function("document.getElementById('status-text').textContent === 'Queued #1'")
+    other.wait_for_function("() => document.getElementById('status-text').textContent === 'Queued #1'")
     assert status(other) == "queued"
     page.click("#stop")
     assert wait_finished(page) == "cancelled"
@@ -180,7 +181,7 @@ def test_narrow_screen_and_dark_mode(serve: Serve, pages: Pages, shot) -> None:
 
 
 def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, shot) -> None:
-    server = serve(auth__enabled=True, auth__api_keys=("e2e-key",))
+    server = serve(auth__enabled=True, auth__api_keys=("e2e-key-0123456789",))
     page = pages.open(server.url)
     assert page.is_visible("#signin")
     assert transport(page) == ""
@@ -189,13 +190,13 @@ def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, sho
 
     page.fill("#api-key", "wrong-key")
     page.click("#signin button[type=submit]")
-    page.wait_for_function("document.getElementById('status-text').textContent.startsWith('Sign-in failed')")
+    page.wait_for_function("() => document.getElementById('status-text').textContent.startsWith('Sign-in failed')")
     assert page.is_visible("#signin")
 
-    page.fill("#api-key", "e2e-key")
+    page.fill("#api-key", "e2e-key-0123456789")
     page.click("#signin button[type=submit]")
     page.wait_for_selector("#signin", state="hidden")
-    page.wait_for_function("document.getElementById('transport').dataset.transport === 'websocket'")
+    page.wait_for_function("() => document.getElementById('transport').dataset.transport === 'websocket'")
     assert page.input_value("#api-key") == ""
     translate(page, "Only for members.", "en", "fr")
     assert wait_finished(page) == "done"
@@ -207,5 +208,37 @@ def test_sign_in_with_an_api_key_when_auth_is_on(serve: Serve, pages: Pages, sho
     assert not page.is_visible("#signin")
     assert transport(page) == "websocket"
     stored = page.evaluate("JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})")
-    assert "e2e-key" not in stored
+    assert "e2e-key-0123456789" not in stored
+    assert pages.errors == []
+
+
+def test_cmd_enter_escape_and_the_20_entry_history(serve: Serve, pages: Pages) -> None:
+    server = serve()
+    old = [{"text": f"old {i}", "source": "en", "target": "de", "translation": f"alt {i}", "at": 1000 - i}
+           for i in range(20)]  # newest first, as the page keeps them: "old 19" is the oldest
+
+    def seed(page: Page) -> None:
+        page.add_init_script(f"localStorage.setItem('hmt-stream.history', {json.dumps(json.dumps(old))})")
+
+    page = pages.open(server.url, setup=seed)
+    assert page.locator("#history li").count() == 20
+
+    # Cmd+Enter (macOS) translates, like Ctrl+Enter; the new entry pushes the oldest out of the 20.
+    fill_form(page, TEXT, "en", "fr")
+    page.focus("#input")
+    page.keyboard.press("Meta+Enter")
+    assert wait_finished(page) == "done"
+    history = json.loads(page.evaluate("localStorage.getItem('hmt-stream.history')"))
+    assert [item["text"] for item in history] == [TEXT] + [f"old {i}" for i in range(19)]
+    assert page.locator("#history li").count() == 20
+
+    # Escape stops a running translation, on the server too.
+    long = serve(**{**LONG, "generation__max_new_tokens": 2000})
+    page = pages.open(long.url)
+    translate(page, "Please keep talking for a long while.", "en", "de")
+    wait_output(page, 40)
+    page.focus("#input")
+    page.keyboard.press("Escape")
+    assert wait_finished(page) == "cancelled"
+    assert long.get_json(f"/api/sessions/{session_id(page)}")["state"] == "cancelled"
     assert pages.errors == []

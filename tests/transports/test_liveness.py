@@ -1,9 +1,10 @@
 """Idle sockets close, slow readers are dropped without stalling anyone, and their sessions survive for resume.
 
-These use the ScriptedEngine (not a model) for fault injection: tokens of a known size at a known rate.
+The slow-reader tests use the ScriptedEngine (not a model) for fault injection: megabytes of tokens at once.
 """
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ from hmt_stream.app import create_app
 from hmt_stream.engine.scripted import Script, ScriptedEngine
 
 from ..conftest import make_settings
-from .conftest import create, translator_of
+from .conftest import LONG, MakeClient, create, translator_of
 from .readers import read_poll
 
 ScriptedClient = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -33,19 +34,29 @@ def scripted_client(aiohttp_client: Any, demo_dir: Path) -> ScriptedClient:
     return make
 
 
-async def test_an_idle_websocket_is_closed_but_not_while_it_follows_a_session(
-        scripted_client: ScriptedClient) -> None:
-    client = await scripted_client(Script(tokens=8, rate=4), limits__ws_idle_timeout_s=1.0)
+async def test_an_idle_websocket_is_closed_but_not_while_it_follows_a_session(make_client: MakeClient) -> None:
+    # The real engine: a greedy translation on the demo model that runs far longer than we wait here.
+    client = await make_client(**{**LONG, "generation__max_new_tokens": 3000}, limits__ws_idle_timeout_s=1.0)
     async with client.ws_connect("/ws") as ws:
         assert json.loads((await ws.receive()).data)["type"] == "hello"
-        await ws.send_json({"type": "translate", "text": "two seconds of tokens", "target": "fr"})
-        types: list[str] = []
-        while not types or types[-1] != "done":
-            message = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
-            if message["type"] != "ping":
-                types.append(message["type"])
-        assert types.count("delta") == 8  # 2 s of tokens went through a socket whose idle limit is 1 s
+        await ws.send_json({"type": "translate", "text": "Hello there, how are you?", "target": "fr", "ref": "r"})
+        session_id = json.loads((await ws.receive()).data)["session"]
+        # Twice the idle limit with nothing sent by the client: the socket stays, it follows a running session.
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                message = await asyncio.wait_for(ws.receive(), left)
+                assert message.type == aiohttp.WSMsgType.TEXT, message
+        session = translator_of(client).store.get(session_id)
+        assert session is not None and session.state == "running"  # (else the wait proved nothing)
+        await ws.send_json({"type": "cancel", "session": session_id})
+        while json.loads((await asyncio.wait_for(ws.receive(), 30)).data)["type"] != "cancelled":
+            pass
+        # Now idle for real: closed as going away.
         closing = await asyncio.wait_for(ws.receive(), 10)
+        while closing.type == aiohttp.WSMsgType.TEXT:
+            assert json.loads(closing.data)["type"] in ("ping", "delta"), closing
+            closing = await asyncio.wait_for(ws.receive(), 10)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.close_code == 1001
 
@@ -70,7 +81,7 @@ async def test_a_stalled_sse_reader_is_dropped_and_its_session_survives(scripted
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", client.port))
-    stalled.sendall(f"GET /api/sessions/{session_id}/events HTTP/1.1\r\nHost: x\r\n"
+    stalled.sendall(f"GET /api/sessions/{session_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     f"Accept: text/event-stream\r\n\r\n".encode())
     try:
         await wait_readers(client, session_id, 1)
@@ -121,3 +132,15 @@ async def test_a_websocket_that_stops_reading_is_dropped_and_the_session_resumes
         assert json.loads(message.data)["type"] != "done"
     print(f"stalled WebSocket got {got} of {session.last_seq} events before the drop")
     assert got < session.last_seq
+
+
+async def test_a_client_that_answers_no_protocol_ping_is_dropped(make_client: MakeClient) -> None:
+    # A peer that vanished without a FIN (a dead network path) answers no WebSocket ping: aiohttp's heartbeat
+    # closes it after half a heartbeat. (The app-level pings only show the page that the server is alive.)
+    client = await make_client(transports__heartbeat_s=1.0)
+    ws = await client.ws_connect("/ws", autoping=False)
+    while (message := await asyncio.wait_for(ws.receive(), 15)).type in (aiohttp.WSMsgType.TEXT,
+                                                                           aiohttp.WSMsgType.PING):
+        pass  # read everything, answer nothing
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING), message
+    await ws.close()

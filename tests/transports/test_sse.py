@@ -5,6 +5,7 @@ from aiohttp.test_utils import TestClient
 
 from hmt_stream.request import TranslationRequest
 from hmt_stream.session import TranslationSession
+from hmt_stream.transports.sse import PROBE_LIFETIME_S
 
 from .conftest import MakeClient, create, parse_sse, translator_of
 
@@ -80,4 +81,18 @@ async def test_the_negotiation_probe_says_hello_at_once(client: TestClient[Any, 
     assert response.headers["X-Accel-Buffering"] == "no"
     first = await asyncio.wait_for(response.content.readuntil(b"\r\n\r\n"), 5)
     assert first == b'event: hello\r\ndata: {"type": "hello", "heartbeat_s": 15.0}\r\n\r\n'
+    response.close()
+
+
+async def test_the_negotiation_probe_sends_heartbeats_after_its_hello(make_client: MakeClient) -> None:
+    # A proxy that buffers until a response ends, or drops a silent one, must see pings, like on a real stream.
+    client = await make_client(transports__heartbeat_s=1.0)
+    response = await client.get("/api/negotiate/sse", headers=SSE)
+    frames = []
+    while frame := await asyncio.wait_for(response.content.readuntil(b"\r\n\r\n"), PROBE_LIFETIME_S + 10):
+        frames.append(frame)
+        if frame == b": ping\r\n\r\n":
+            break
+    assert frames[0].startswith(b"event: hello\r\n")
+    assert frames[-1] == b": ping\r\n\r\n", "the probe ended without a ping"  # it lives PROBE_LIFETIME_S
     response.close()

@@ -140,3 +140,80 @@ async def test_the_app_level_heartbeat(make_client: MakeClient) -> None:
     message = await asyncio.wait_for(ws.receive(), 5)
     assert json.loads(message.data) == {"type": "ping"}
     await ws.close()
+
+
+async def test_frames_are_not_compressed_even_when_the_client_offers_deflate(client: TestClient[Any, Any]) -> None:
+    # Token frames are tiny: deflate would cost CPU and a compressor's memory per socket and save nothing.
+    ws = await client.ws_connect("/ws", compress=15)  # offers permessage-deflate
+    assert ws.compress == 0  # what the server agreed to: no extension
+    assert (await receive(ws))["type"] == "hello"
+    await ws.close()
+
+
+async def test_resume_defaults_to_the_whole_log_and_refuses_a_seq_that_is_not_an_integer(
+        client: TestClient[Any, Any]) -> None:
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="w2")
+    translator_of(client).store.add(session)
+    session.append("delta", text="a")
+    session.append("done", text="a", cached=False, tokens=1, ttft_ms=1.0, elapsed_ms=2.0)
+    ws = await connect(client)
+    await ws.send_json({"type": "resume", "session": "w2"})
+    assert [e["seq"] for e in await until_terminal(ws)] == [1, 2]
+    for after in ("1", True, 1.5, None):
+        await ws.send_json({"type": "resume", "session": "w2", "after": after})
+        error = await receive(ws)
+        assert (error["type"], error["code"], error["session"]) == ("error", "bad_request", "w2"), after
+    await ws.close()
+
+
+async def test_resuming_a_session_again_on_the_same_socket_replaces_the_first_follower(
+        client: TestClient[Any, Any]) -> None:
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="w3")
+    translator_of(client).store.add(session)
+    session.append("started")
+    ws = await connect(client)
+    for _ in range(2):
+        await ws.send_json({"type": "resume", "session": "w3", "after": 0})
+        assert (await receive(ws))["seq"] == 1
+    session.append("delta", text="once")
+    session.append("done", text="once", cached=False, tokens=1, ttft_ms=1.0, elapsed_ms=2.0)
+    assert [e["seq"] for e in await until_terminal(ws)] == [2, 3]
+    await ws.send_json({"type": "ping"})
+    assert await receive(ws) == {"type": "pong"}  # and no second copy of 2 and 3 before it
+    await ws.close()
+
+
+async def test_pongs_are_taken_silently_and_errors_name_the_session(client: TestClient[Any, Any]) -> None:
+    ws = await connect(client)
+    await ws.send_json({"type": "pong"})
+    await ws.send_json({"type": "cancel", "session": "nope"})
+    error = await receive(ws)  # the first answer: the pong before it got none
+    assert (error["type"], error["code"], error["session"]) == ("error", "not_found", "nope") and error["message"]
+    await ws.close()
+
+
+async def test_sessions_started_over_the_socket_belong_to_its_key(make_client: MakeClient) -> None:
+    keys = ("a-first-key-long-enough-for-any-rule", "a-second-key-long-enough-for-any-rule")
+    client = await make_client(auth__enabled=True, auth__api_keys=keys)
+    mine, theirs = ({"Authorization": f"Bearer {key}"} for key in keys)
+    async with client.ws_connect("/ws", headers=mine) as ws:
+        assert (await receive(ws))["type"] == "hello"
+        await ws.send_json({"type": "translate", "text": "Mine", "target": "fr", "ref": "m"})
+        events = await until_terminal(ws)
+        session_id = events[0]["session"]
+        await ws.send_json({"type": "resume", "session": session_id, "after": 0})  # its owner may resume it
+        assert [e["seq"] for e in await until_terminal(ws)] == [e["seq"] for e in events]
+    assert (await client.get(f"/api/sessions/{session_id}", headers=theirs)).status == 404
+    assert (await client.get(f"/api/sessions/{session_id}", headers=mine)).status == 200
+
+
+async def test_the_exact_frames_of_the_server_s_own_messages(make_client: MakeClient) -> None:
+    client = await make_client(transports__heartbeat_s=1.0)
+    ws = await client.ws_connect("/ws")
+    assert (await ws.receive()).data == '{"type":"hello","heartbeat_s":1.0}'
+    assert (await asyncio.wait_for(ws.receive(), 10)).data == '{"type":"ping"}'
+    await ws.send_json({"type": "ping"})
+    while (message := await asyncio.wait_for(ws.receive(), 10)).data == '{"type":"ping"}':
+        pass
+    assert message.data == '{"type":"pong"}'
+    await ws.close()
