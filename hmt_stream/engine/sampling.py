@@ -18,12 +18,11 @@ from .base import GenerationOptions
 
 
 def seeded(options: GenerationOptions, device: Any) -> torch.Generator | None:
-    """A generator of its own for a request that names a seed, so that its draws do not depend on its neighbours.
-    GenerationOptions has no `seed` yet; this picks it up once it does."""
-    seed = getattr(options, "seed", None)
-    if seed is None:
+    """A generator of its own for a sampled request that names a seed, so that its draws do not depend on what
+    runs beside it (None: the shared global generator)."""
+    if options.seed is None or options.temperature <= 0:
         return None
-    return torch.Generator(device=device).manual_seed(int(seed))
+    return torch.Generator(device=device).manual_seed(options.seed)
 
 
 def penalise(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -32,16 +31,23 @@ def penalise(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.
     return torch.where(seen, torch.where(scores < 0, scores * penalty, scores / penalty), scores)
 
 
-def _warped(scores: torch.Tensor, options: GenerationOptions) -> torch.Tensor:
+def warpers(options: GenerationOptions) -> list[Any]:
+    """The logits warpers generate() would build for these sampling options, in its order."""
     from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    # The warpers generate() would build for these options, in its order.
+    chain: list[Any] = []
     if options.temperature != 1.0:
-        scores = TemperatureLogitsWarper(options.temperature)(None, scores)
-    if options.top_k != 0:
-        scores = TopKLogitsWarper(options.top_k)(None, scores)
+        chain.append(TemperatureLogitsWarper(options.temperature))
+    if options.top_k > 0:
+        chain.append(TopKLogitsWarper(options.top_k))
     if options.top_p < 1.0:
-        scores = TopPLogitsWarper(options.top_p)(None, scores)
+        chain.append(TopPLogitsWarper(options.top_p))
+    return chain
+
+
+def _warped(scores: torch.Tensor, options: GenerationOptions) -> torch.Tensor:
+    for warper in warpers(options):
+        scores = warper(None, scores)
     return scores
 
 

@@ -102,16 +102,13 @@ class _SeededSampling:
 
     def __init__(self, options: GenerationOptions, device: Any) -> None:
         import torch
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import LogitsProcessorList
+
+        from .sampling import warpers
 
         self._generator = torch.Generator(device=device)
         self._generator.manual_seed(options.seed or 0)
-        warpers: list[Any] = [TemperatureLogitsWarper(options.temperature)]
-        if options.top_k > 0:
-            warpers.append(TopKLogitsWarper(options.top_k))
-        if options.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(options.top_p))
-        self._warpers = LogitsProcessorList(warpers)
+        self._warpers = LogitsProcessorList(warpers(options))
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -214,6 +211,9 @@ class LocalEngine:
         return int(pad) if pad is not None else self._eos[0]
 
     def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> Generation:
+        raise NotImplementedError
+
+    async def close(self) -> None:
         raise NotImplementedError
 
     async def warmup(self) -> None:

@@ -1,8 +1,9 @@
-"""BatchedEngines over the demo checkpoint, made per test (each with its own decode thread) and closed after it."""
+"""Engines of their own over the demo checkpoint: BatchedEngines made per test (each with its own decode thread)
+and closed after it, and one TransformersEngine for the tests of that engine whatever the shared one is."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,17 @@ import pytest
 
 from hmt_stream.engine import Generation
 from hmt_stream.engine.batched import BatchedEngine
+from hmt_stream.engine.transformers import TransformersEngine
 
 MakeBatched = Callable[..., BatchedEngine]
+
+
+@pytest.fixture(scope="session")
+def threads(demo_dir: Path) -> Iterator[TransformersEngine]:
+    """TransformersEngine (model.batching = false), a generate() per worker thread."""
+    engine = TransformersEngine.load(str(demo_dir), model_id="demo", demo=True, device="cpu", workers=4)
+    yield engine
+    engine._executor.shutdown(wait=True)
 
 
 @pytest.fixture

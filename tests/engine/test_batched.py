@@ -1,7 +1,6 @@
 """BatchedEngine on the demo model: one decode loop, every generation in it, each as if it ran alone."""
 
 import asyncio
-from dataclasses import dataclass
 
 import pytest
 
@@ -150,22 +149,15 @@ def test_the_sampler_penalises_the_prompt_and_what_was_chosen_per_slot() -> None
     assert sampler.choose(scores, [0, 1], options, [None, None]) == [1, 3]
 
 
-@dataclass(frozen=True)
-class SeededOptions(GenerationOptions):
-    """GenerationOptions with the `seed` another change adds to it; the engine reads it when present."""
-
-    seed: int | None = None
-
-
 async def test_a_seeded_request_draws_the_same_whatever_runs_beside_it(make_batched: MakeBatched) -> None:
     engine = make_batched()
-    seeded = SeededOptions(max_new_tokens=25, temperature=0.9, top_k=0, top_p=1.0, seed=1234)
+    seeded = GenerationOptions(max_new_tokens=25, temperature=0.9, top_k=0, top_p=1.0, seed=1234)
     alone = await read(engine.generate(prompt(2), seeded))
     neighbours = [engine.generate(prompt(i), GenerationOptions(max_new_tokens=30, temperature=0.9))
                   for i in (0, 1, 5)]
     again = engine.generate(prompt(2), seeded)
-    other_seed = engine.generate(prompt(2), SeededOptions(max_new_tokens=25, temperature=0.9, top_k=0, top_p=1.0,
-                                                          seed=99))
+    other_seed = engine.generate(prompt(2), GenerationOptions(max_new_tokens=25, temperature=0.9, top_k=0, top_p=1.0,
+                                                              seed=99))
     results = await asyncio.gather(read(again), read(other_seed), *(read(g) for g in neighbours))
     assert engine.peak_rows >= 3
     assert results[0] == alone
