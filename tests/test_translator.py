@@ -173,8 +173,8 @@ async def test_a_translation_made_with_other_sampling_options_is_no_cache_hit(de
 
 async def test_ttft_and_elapsed_count_from_the_request_so_time_in_the_queue_is_included(
         demo_dir: Any, engine: LocalEngine) -> None:
-    settings = make_settings(demo_dir, generation__temperature=0.0, generation__max_new_tokens=300,
-                             cache__enabled=False)
+    settings = make_settings(demo_dir, scheduler__max_concurrent=1, generation__temperature=0.0,
+                             generation__max_new_tokens=300, cache__enabled=False)
     translator = build_translator(settings, engine)
     first = translator.submit(request("Hello there, how are you?"))  # holds the only slot
     second = translator.submit(request("Waiting in line"))

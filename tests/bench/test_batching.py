@@ -15,7 +15,7 @@ async def test_quick_run_measures_both_engines_and_renders() -> None:
             assert run["tokens_per_s"] > 0 and run["ms_per_token_p50"] > 0 and run["cpu_ms_per_token"] > 0
     assert result["batched_engine"]["max_batch"] == 2
     section = report.render({"batching": result})
-    assert "## 5. Batching" in section and "`--quick` run" in section
+    assert "## 7. Batching" in section and "`--quick` run" in section
     assert "| 2 | " in section and "threads / batched" in section
 
 

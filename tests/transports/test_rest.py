@@ -46,7 +46,8 @@ async def test_errors_are_json_with_stable_codes(make_client: MakeClient) -> Non
 
 
 async def test_a_full_queue_answers_503_with_retry_after(make_client: MakeClient) -> None:
-    client = await make_client(scheduler__max_queue=0, generation__max_new_tokens=200, cache__enabled=False)
+    client = await make_client(scheduler__max_concurrent=1, scheduler__max_queue=0, generation__max_new_tokens=200,
+                               cache__enabled=False)
     await create(client, "first takes the only slot")
     response = await client.post("/api/sessions", json={"text": "second", "target": "de"})
     assert response.status == 503
