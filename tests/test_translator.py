@@ -120,7 +120,8 @@ async def test_queue_positions_decrease_and_one_more_is_overloaded(demo_dir: Any
 
 
 async def test_cancelling_a_queued_session_frees_its_place(demo_dir: Any, engine: LocalEngine) -> None:
-    translator = build_translator(make_settings(demo_dir, scheduler__max_queue=2, cache__enabled=False), engine)
+    settings = make_settings(demo_dir, scheduler__max_concurrent=1, scheduler__max_queue=2, cache__enabled=False)
+    translator = build_translator(settings, engine)
     running, waiting, last = (translator.submit(request(f"Text {i}")) for i in range(3))
     assert waiting.cancel()
     assert waiting.log[-1].type == "cancelled" and translator.scheduler.queued == 1
