@@ -255,3 +255,19 @@ async def test_a_failure_while_forwarding_closes_the_socket_as_an_internal_error
     await ws.send_json({"type": "translate", "text": "Never forwarded", "target": "fr"})
     message = await asyncio.wait_for(ws.receive(), 30)
     assert (message.type, ws.close_code, message.extra) == (aiohttp.WSMsgType.CLOSE, 1011, "internal error")
+
+
+async def test_a_socket_that_closes_stops_following_its_sessions_at_once(client: TestClient[Any, Any]) -> None:
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="w9")
+    translator_of(client).store.add(session)
+    session.append("started")
+    ws = await connect(client)
+    await ws.send_json({"type": "resume", "session": "w9", "after": 0})
+    assert (await receive(ws))["seq"] == 1 and session.readers == 1
+    await ws.close()
+    # No event will come to tell its forwarding task that the socket has gone: closing must end it.
+    for _ in range(200):
+        if session.readers == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert session.readers == 0
