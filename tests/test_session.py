@@ -65,3 +65,10 @@ async def test_the_store_evicts_a_finished_session_after_retention() -> None:
 
 async def _collect(session: TranslationSession, after: int) -> list:  # type: ignore[type-arg]
     return [event async for event in session.events(after=after)]
+
+
+async def test_a_long_poll_of_less_than_a_second_still_waits_for_the_next_event() -> None:
+    session = TranslationSession(REQUEST)
+    asyncio.get_running_loop().call_later(0.05, session.append, "started")
+    batch = await session.next_batch(0, 0.5)
+    assert [(e.seq, e.type) for e in batch] == [(1, "started")]

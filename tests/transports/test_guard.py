@@ -55,6 +55,9 @@ async def test_auth_off_needs_no_credentials(client: TestClient[Any, Any]) -> No
     assert response.status == 201
     session = (await response.json())["session"]
     assert (await client.get(f"/api/sessions/{session}")).status == 200
+    token = await client.post("/api/token")  # nothing to trade: a clear refusal, not a token
+    assert token.status == 400 and await error_code(token) == "bad_request"
+    assert "auth is switched off" in (await error_of(token))["message"]
 
 
 async def test_without_or_with_a_wrong_key_every_transport_answers_401(make_client: MakeClient) -> None:
@@ -88,6 +91,9 @@ async def test_a_session_belongs_to_the_key_that_created_it(make_client: MakeCli
         assert response.status == 404 and await error_code(response) == "not_found", (method, path)
     sse = await client.get(f"/api/sessions/{session}/events", headers={**theirs, "Accept": "text/event-stream"})
     assert sse.status == 204  # exactly what an unknown session answers
+    one_shot = (await (await client.post("/api/translate", json=BODY, headers=mine)).json())["session"]
+    assert (await client.get(f"/api/sessions/{one_shot}", headers=theirs)).status == 404
+    assert (await client.get(f"/api/sessions/{one_shot}", headers=mine)).status == 200
     async with client.ws_connect("/ws", headers=theirs) as ws:
         assert json.loads((await ws.receive()).data)["type"] == "hello"
         for kind in ("resume", "cancel"):
@@ -105,6 +111,7 @@ async def test_browsers_trade_the_key_for_a_short_lived_token_in_cookie_or_query
     token = (await response.json())["token"]
     cookie = response.cookies["hmt_token"]
     assert cookie.value == token and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/"  # sent to /ws and /api/..., not only below /api/token's folder
     assert not cookie["secure"]  # plain http, no trusted proxy saying otherwise
     created = await client.post(f"/api/sessions?access_token={token}", json=BODY)
     assert created.status == 201

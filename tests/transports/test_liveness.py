@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from hmt_stream.app import create_app
 from hmt_stream.engine.scripted import Script, ScriptedEngine
+from hmt_stream.transports.websocket import CONNECTIONS
 
 from ..conftest import make_settings
 from .conftest import LONG, MakeClient, create, translator_of
@@ -117,7 +118,8 @@ async def test_a_websocket_that_stops_reading_is_dropped_and_the_session_resumes
     ws = await client.ws_connect("/ws")
     assert json.loads((await ws.receive()).data)["type"] == "hello"
     await ws.send_json({"type": "translate", "text": "big", "target": "fr", "ref": "slow"})
-    first = json.loads((await ws.receive()).data)
+    while (first := json.loads((await ws.receive()).data))["type"] == "ping":
+        pass  # a loaded machine may take a heartbeat's time to start the session
     session_id = first["session"]
     # Stop reading: aiohttp's client stops taking data once its queue is full, and the server's writes stall.
     await wait_readers(client, session_id, 0)
@@ -125,6 +127,14 @@ async def test_a_websocket_that_stops_reading_is_dropped_and_the_session_resumes
     assert session is not None
     events = await asyncio.wait_for(read_poll(client, session_id, 0, None), 60)
     assert session.state == "done" and events == [e.as_dict() for e in session.log]
+    # Dropped means its connection was cut (so its handler ended), not only that nothing more is written to it.
+    assert client.app is not None
+    connections = client.app[CONNECTIONS]
+    for _ in range(600):
+        if not connections:
+            break
+        await asyncio.sleep(0.05)
+    assert not connections
     # The stalled socket holds only part of the session, then the end of the connection.
     got = 1
     while (message := await asyncio.wait_for(ws.receive(), 30)).type == aiohttp.WSMsgType.TEXT:
@@ -139,8 +149,8 @@ async def test_a_client_that_answers_no_protocol_ping_is_dropped(make_client: Ma
     # closes it after half a heartbeat. (The app-level pings only show the page that the server is alive.)
     client = await make_client(transports__heartbeat_s=1.0)
     ws = await client.ws_connect("/ws", autoping=False)
-    while (message := await asyncio.wait_for(ws.receive(), 15)).type in (aiohttp.WSMsgType.TEXT,
-                                                                           aiohttp.WSMsgType.PING):
-        pass  # read everything, answer nothing
+    async with asyncio.timeout(30):  # the app-level pings alone would keep this loop going for ever
+        while (message := await ws.receive()).type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.PING):
+            pass  # read everything, answer nothing
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING), message
     await ws.close()

@@ -41,10 +41,12 @@ async def test_waits_for_the_next_event_or_answers_empty_after_the_timeout(clien
 
 async def test_bad_query_values_are_bad_requests(client: TestClient[Any, Any]) -> None:
     session_id = await create(client)
-    for query in ("after=x", "timeout=abc", "timeout=-1", "timeout=nan"):
+    for query in ("after=x", "timeout=abc", "timeout=-1", "timeout=nan", "after=inf", "timeout=inf"):
         response = await client.get(f"/api/sessions/{session_id}/events?{query}")
         assert response.status == 400, query
-        assert (await response.json())["error"]["code"] == "bad_request"
+        error = (await response.json())["error"]
+        name, value = query.split("=")
+        assert error["code"] == "bad_request" and f"{name!r}" in error["message"] and value in error["message"]
 
 
 async def test_the_timeout_is_capped(make_client: MakeClient) -> None:

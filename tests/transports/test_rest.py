@@ -3,12 +3,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
-from hmt_stream import __version__
+from hmt_stream import __version__, errors
 from hmt_stream.app import create_app
 from hmt_stream.engine.scripted import Script, ScriptedEngine
 from hmt_stream.engine.transformers import LocalEngine, TransformersEngine
+from hmt_stream.errors import HmtError
+from hmt_stream.transports.rest import retry_headers
 
 from ..conftest import make_settings
 from .conftest import MakeClient, create, translator_of
@@ -42,7 +45,8 @@ async def test_errors_are_json_with_stable_codes(make_client: MakeClient) -> Non
                          ("GET", "/api/sessions/nope/events")):
         response = await client.request(method, path)
         assert response.status == 404
-        assert (await response.json())["error"]["code"] == "not_found"
+        error = (await response.json())["error"]
+        assert error["code"] == "not_found" and "'nope'" in error["message"]
 
 
 async def test_a_full_queue_answers_503_with_retry_after(make_client: MakeClient) -> None:
@@ -102,10 +106,29 @@ async def test_a_model_failure_is_a_500_with_model_error(aiohttp_client: Any, de
     app = create_app(make_settings(demo_dir, cache__enabled=False), engine=ScriptedEngine(Script(fail_after=2)))
     client: TestClient[Any, Any] = await aiohttp_client(app)
     response = await client.post("/api/translate", json={"text": "Fails half way", "target": "fr"})
-    assert response.status == 500 and (await response.json())["error"]["code"] == "model_error"
+    error = (await response.json())["error"]
+    failed = [s for s in translator_of(client).store.all() if s.log[-1].type == "error"]
+    assert response.status == 500 and error["code"] == "model_error"
+    assert len(failed) == 1 and error["message"] == failed[0].log[-1].data["message"] != ""
     session_id = await create(client, "Fails as a session")  # the server goes on serving
     events = await read_poll(client, session_id, 0, None)
     assert events[-1]["type"] == "error" and events[-1]["code"] == "model_error"
+
+
+async def test_an_engine_s_own_verdict_keeps_its_code_over_http(aiohttp_client: Any, demo_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection: the scripted engine (not a model) answers as a remote engine with no server left does.
+    engine = ScriptedEngine(Script())
+
+    def unavailable(*args: Any) -> Any:
+        raise HmtError(errors.ENGINE_UNAVAILABLE, "no inference server answers")
+
+    monkeypatch.setattr(engine, "generate", unavailable)
+    app = create_app(make_settings(demo_dir, cache__enabled=False), engine=engine)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    response = await client.post("/api/translate", json={"text": "Nobody answers", "target": "fr"})
+    assert response.status == 503
+    assert (await response.json())["error"] == {"code": "engine_unavailable", "message": "no inference server answers"}
 
 
 async def test_negotiate_answers_exactly_what_the_protocol_doc_shows(client: TestClient[Any, Any]) -> None:
@@ -123,3 +146,9 @@ async def test_with_a_real_model_nothing_says_demo(aiohttp_client: Any, demo_dir
     client: TestClient[Any, Any] = await aiohttp_client(create_app(make_settings(demo_dir), engine=real))
     assert (await (await client.get("/api/health")).json())["demo"] is False
     assert (await (await client.get("/api/negotiate")).json())["demo"] is False
+
+
+def test_retry_after_is_a_whole_number_of_seconds_and_at_least_one() -> None:
+    for retry_after, header in ((0.2, "1"), (1.4, "1"), (2.6, "3"), (30.0, "30")):
+        assert retry_headers(HmtError(errors.OVERLOADED, "busy", retry_after=retry_after)) == {"Retry-After": header}
+    assert retry_headers(HmtError(errors.OVERLOADED, "busy")) == {}

@@ -50,6 +50,16 @@ async def test_resume_from_last_event_id_or_after(client: TestClient[Any, Any]) 
     assert [e["seq"] for e in parse_sse(await both.text())] == [4]
 
 
+async def test_a_resume_point_that_is_no_integer_is_a_bad_request_that_says_so(
+        client: TestClient[Any, Any]) -> None:
+    finished_session(client)
+    for query, headers in (("?after=x", SSE), ("", {**SSE, "Last-Event-ID": "x"})):
+        response = await client.get(f"/api/sessions/s1/events{query}", headers=headers)
+        error = (await response.json())["error"]
+        assert response.status == 400 and error["code"] == "bad_request", headers
+        assert "must be an integer seq, not 'x'" in error["message"], headers
+
+
 async def test_an_unknown_session_answers_204_so_eventsource_stops(client: TestClient[Any, Any]) -> None:
     response = await client.get("/api/sessions/gone/events", headers=SSE)
     assert response.status == 204 and await response.read() == b""
@@ -79,6 +89,7 @@ async def test_heartbeat_comments_keep_an_idle_stream_alive(make_client: MakeCli
 async def test_the_negotiation_probe_says_hello_at_once(client: TestClient[Any, Any]) -> None:
     response = await client.get("/api/negotiate/sse", headers=SSE)
     assert response.headers["X-Accel-Buffering"] == "no"
+    assert response.headers["Cache-Control"] == "no-cache, no-transform"  # as a real stream's, for proxies
     first = await asyncio.wait_for(response.content.readuntil(b"\r\n\r\n"), 5)
     assert first == b'event: hello\r\ndata: {"type": "hello", "heartbeat_s": 15.0}\r\n\r\n'
     response.close()

@@ -3,10 +3,12 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient
 
 from hmt_stream.request import TranslationRequest
 from hmt_stream.session import TranslationSession
+from hmt_stream.transports.websocket import CONNECTIONS, Connection
 
 from .conftest import MakeClient, translator_of
 
@@ -46,6 +48,8 @@ async def test_translate_streams_exactly_the_session_log_and_echoes_ref(client: 
     session = translator_of(client).store.get(events[0]["session"])
     assert session is not None
     assert [{k: v for k, v in e.items() if k != "ref"} for e in events] == [e.as_dict() for e in session.log]
+    # Auth is off: a session started over the socket belongs to nobody, so any transport may read it by id.
+    assert (await client.get(f"/api/sessions/{session.id}")).status == 200
     await ws.close()
 
 
@@ -79,6 +83,7 @@ async def test_malformed_frames_get_an_error_and_the_socket_stays_open(client: T
         ('{"type": "translate", "text": "x", "target": "xx", "ref": "e2"}', "unsupported_language"),
         ('{"type": "cancel", "session": "nope"}', "not_found"),
         ('{"type": "resume", "session": "nope", "after": 0}', "not_found"),
+        ('{"type": "cancel", "session": ["nope"]}', "not_found"),  # not an id at all: never looked up
     ]
     for raw, code in cases:
         await ws.send_str(raw)
@@ -88,7 +93,8 @@ async def test_malformed_frames_get_an_error_and_the_socket_stays_open(client: T
         if '"ref"' in raw:
             assert error["ref"] == json.loads(raw)["ref"]
     await ws.send_bytes(b"\x00\x01")
-    assert (await receive(ws))["code"] == "bad_request"
+    error = await receive(ws)
+    assert error["code"] == "bad_request" and "binary frames are not accepted" in error["message"]
     await ws.send_json({"type": "ping"})
     assert await receive(ws) == {"type": "pong"}
     assert not ws.closed
@@ -164,6 +170,7 @@ async def test_resume_defaults_to_the_whole_log_and_refuses_a_seq_that_is_not_an
         await ws.send_json({"type": "resume", "session": "w2", "after": after})
         error = await receive(ws)
         assert (error["type"], error["code"], error["session"]) == ("error", "bad_request", "w2"), after
+        assert "'after' must be an integer seq" in error["message"]
     await ws.close()
 
 
@@ -218,3 +225,50 @@ async def test_the_exact_frames_of_the_server_s_own_messages(make_client: MakeCl
         pass
     assert message.data == '{"type":"pong"}'
     await ws.close()
+
+
+async def test_a_socket_lets_go_of_a_session_once_it_ended_and_of_itself_once_closed(make_client: MakeClient) -> None:
+    client = await make_client(limits__max_follows_per_socket=1)
+    assert client.app is not None
+    connections = client.app[CONNECTIONS]
+    ws = await connect(client)
+    assert len(connections) == 1
+    for ref in ("a", "b"):  # one session at a time: the second is allowed only if the first no longer counts
+        await ws.send_json({"type": "translate", "text": f"Once {ref}", "target": "fr", "ref": ref})
+        events = await until_terminal(ws)
+        assert events[0]["ref"] == ref and events[-1]["type"] == "done", events
+    await ws.close()
+    for _ in range(200):
+        if not connections:
+            break
+        await asyncio.sleep(0.05)
+    assert not connections  # nothing kept for a socket that has gone
+
+
+async def test_a_failure_while_forwarding_closes_the_socket_as_an_internal_error(
+        client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection: forwarding fails as a bug would (not a peer that went away).
+    async def broken(self: Connection, session: TranslationSession, after: int, ref: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Connection, "_send_events", broken)
+    ws = await connect(client)
+    await ws.send_json({"type": "translate", "text": "Never forwarded", "target": "fr"})
+    message = await asyncio.wait_for(ws.receive(), 30)
+    assert (message.type, ws.close_code, message.extra) == (aiohttp.WSMsgType.CLOSE, 1011, "internal error")
+
+
+async def test_a_socket_that_closes_stops_following_its_sessions_at_once(client: TestClient[Any, Any]) -> None:
+    session = TranslationSession(TranslationRequest("hi", "en", "fr"), session_id="w9")
+    translator_of(client).store.add(session)
+    session.append("started")
+    ws = await connect(client)
+    await ws.send_json({"type": "resume", "session": "w9", "after": 0})
+    assert (await receive(ws))["seq"] == 1 and session.readers == 1
+    await ws.close()
+    # No event will come to tell its forwarding task that the socket has gone: closing must end it.
+    for _ in range(200):
+        if session.readers == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert session.readers == 0
