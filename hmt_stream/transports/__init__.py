@@ -7,12 +7,14 @@ from aiohttp import web
 from ..config import Settings
 from ..keys import SETTINGS
 from ..ratelimit import RateLimiter
-from . import documents, guard, headers, limits, poll, rest, sse, websocket
+from . import documents, guard, headers, libre_wire, libretranslate, limits, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
+    if settings.transports.libretranslate:
+        app.middlewares.append(libre_wire.error_middleware)  # its own error shape, the guard's refusals included
     app.middlewares.append(guard.guard_middleware)
     app.middlewares.append(limits.body_deadline)
     app[guard.AUTH_FAILURES] = RateLimiter(settings.auth.failure_rate, settings.limits.storage,
@@ -25,6 +27,8 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/api/sessions/{id}/events", events)
     if settings.transports.sse:
         app.router.add_get("/api/negotiate/sse", sse.probe)
+    if settings.transports.libretranslate:
+        libretranslate.setup(app)
     if settings.transports.websocket:
         app[websocket.CONNECTIONS] = set()
         app.router.add_get("/ws", websocket.handler)

@@ -1,0 +1,101 @@
+"""LibreTranslate's wire: bodies as JSON or forms, its fields checked, its errors as {"error": message}."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .. import errors
+from ..errors import HmtError
+from ..keys import METRICS
+from . import libre_codes
+from .guard import Handler
+from .origin import FORM_TYPES
+from .rest import read_json
+
+PREFIX = "libretranslate:"  # the names of this API's routes; metrics label its requests by them
+
+# Our error kinds that LibreTranslate answers with another status: a key it refuses is 403, a full queue a 429.
+_STATUS = {errors.UNAUTHORIZED.code: 403, errors.OVERLOADED.code: 429}
+
+Body = Mapping[str, Any]
+
+
+def bad(message: str) -> HmtError:
+    return HmtError(errors.BAD_REQUEST, message)
+
+
+async def read_body(request: web.Request) -> Body:
+    """The request's fields: a JSON object, or a form (urlencoded or multipart) over the query string's."""
+    if request.content_type == "application/json":
+        payload = await read_json(request)
+        if not isinstance(payload, dict):
+            raise bad("Invalid JSON format: expected an object")
+        return payload
+    fields: dict[str, Any] = dict(request.query)
+    if request.content_type in FORM_TYPES:
+        fields.update(await request.post())
+    return fields
+
+
+def string(body: Body, name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise bad(f"Invalid request: missing {name} parameter")
+        return None
+    if not isinstance(value, str):
+        raise bad(f"Invalid request: {name} must be a string")
+    return value
+
+
+def api_key(body: Body) -> str | None:
+    return string(body, "api_key", required=False)
+
+
+def language(body: Body, name: str) -> str:
+    """Our code for the body's source or target (400 when missing or not a language of ours)."""
+    code = string(body, name)
+    assert code is not None
+    ours = libre_codes.to_ours(code)
+    if ours is None or (ours == "auto" and name == "target"):
+        raise bad(f"{code} is not supported")
+    return ours
+
+
+def detected(language: str | None, confidence: float) -> dict[str, Any]:
+    """detectedLanguage: confidence 0-100; nothing found is English at 0, as LibreTranslate answers."""
+    if language is None or language == "auto":
+        return {"confidence": 0.0, "language": "en"}
+    return {"confidence": round(confidence * 100, 1), "language": libre_codes.to_libre(language)}
+
+
+def error_response(message: str, status: int, retry_after: float | None = None) -> web.Response:
+    headers = {} if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
+    if status == 429:
+        message = f"Slowdown: {message}"
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def is_libretranslate(request: web.Request) -> bool:
+    return (request.match_info.route.name or "").startswith(PREFIX)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """This API's errors in its own shape, the guard's refusals (origin, host, auth failures) included."""
+    if not is_libretranslate(request):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except HmtError as error:
+        request.app[METRICS].error(error.code)
+        return error_response(error.message, _STATUS.get(error.code, error.kind.http_status), error.retry_after)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: errors.NOT_FOUND.code, 413: errors.TOO_LARGE.code}.get(exc.status, errors.BAD_REQUEST.code)
+        request.app[METRICS].error(code)
+        return error_response(exc.reason, exc.status)
