@@ -16,7 +16,7 @@ from hmt_stream.engine.scripted import Script, ScriptedEngine
 from hmt_stream.transports.libre_files import FILES
 
 from ..conftest import MakeClient, make_settings
-from ..transports.conftest import create, translator_of
+from ..transports.conftest import LONG, create, translator_of
 
 KEY = "libre-client-key-0001"
 AUTH = {"auth__enabled": True, "auth__api_keys": (KEY,)}
@@ -106,6 +106,20 @@ async def test_rate_limits_are_429_in_their_shape_and_a_list_costs_one_per_text(
     assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
     assert (await refused.json())["error"].startswith("Slowdown: over the limit of 3 per 1 minute")
     assert (await client.post("/translate", json={"q": "Five.", "source": "en", "target": "fr"})).status == 429
+
+
+async def test_a_refusal_part_way_through_a_list_cancels_its_other_translations(make_client: MakeClient) -> None:
+    client = await make_client(limits__rate="3/minute", **LONG)
+    refused = await client.post("/translate", json={"q": [f"Story {n} of the long night." for n in range(5)],
+                                                    "source": "en", "target": "fr"})
+    assert refused.status == 429
+    sessions = translator_of(client).store.all()
+    assert len(sessions) == 3
+    for _ in range(100):  # each stops at its next token (well inside the 20 s an unread session is left running)
+        if all(session.finished for session in sessions):
+            break
+        await asyncio.sleep(0.05)
+    assert [session.state for session in sessions] == ["cancelled"] * 3
 
 
 async def test_characters_are_rate_limited_too(make_client: MakeClient) -> None:
