@@ -14,7 +14,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
     if settings.transports.libretranslate:
-        app.middlewares.append(libre_wire.error_middleware)  # its own error shape, the guard's refusals included
+        app.middlewares.append(libre_wire.middleware)  # its error shape (the guard's refusals too), CORS
     app.middlewares.append(guard.guard_middleware)
     app.middlewares.append(limits.body_deadline)
     app[guard.AUTH_FAILURES] = RateLimiter(settings.auth.failure_rate, settings.limits.storage,

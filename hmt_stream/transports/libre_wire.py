@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .. import errors
 from ..errors import HmtError
-from ..keys import METRICS
+from ..keys import METRICS, SETTINGS
 from . import libre_codes
 from .guard import Handler
 from .origin import FORM_TYPES
@@ -83,11 +83,25 @@ def is_libretranslate(request: web.Request) -> bool:
     return (request.match_info.route.name or "").startswith(PREFIX)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _allowed_origin(request: web.Request) -> str | None:
+    """The request's Origin when auth.allowed_origins lets that site's pages call (and read) this API."""
+    origin = request.headers.get("Origin")
+    allowed = request.app[SETTINGS].auth.allowed_origins
+    return origin if origin and ("*" in allowed or origin in allowed) else None
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight: LibreTranslate lets every site's pages call it; here, the sites of auth.allowed_origins."""
+    if _allowed_origin(request) is None:
+        raise HmtError(errors.FORBIDDEN_ORIGIN, f"origin {request.headers.get('Origin')!r} may not call this API "
+                                                "from its pages; add it to auth.allowed_origins")
+    return web.Response(status=204, headers={"Access-Control-Allow-Methods": "GET, POST",
+                                             "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                                             "Access-Control-Max-Age": "3600"})
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     """This API's errors in its own shape, the guard's refusals (origin, host, auth failures) included."""
-    if not is_libretranslate(request):
-        return await handler(request)
     try:
         return await handler(request)
     except HmtError as error:
@@ -99,3 +113,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         code = {404: errors.NOT_FOUND.code, 413: errors.TOO_LARGE.code}.get(exc.status, errors.BAD_REQUEST.code)
         request.app[METRICS].error(code)
         return error_response(exc.reason, exc.status)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """This API's error shape, and the CORS headers that let an allowed site's page read its answers."""
+    if not is_libretranslate(request):
+        return await handler(request)
+    response = await _answer(request, handler)
+    origin = _allowed_origin(request)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    return response

@@ -14,7 +14,7 @@ from . import libre_codes, libre_files
 from .documents import detect_text
 from .guard import authenticate, leave_auth_to_routes
 from .libre_text import translate
-from .libre_wire import PREFIX, api_key, bad, detected, read_body
+from .libre_wire import PREFIX, api_key, bad, detected, preflight, read_body
 from .origin import accept_form_bodies
 
 
@@ -59,7 +59,9 @@ def setup(app: web.Application) -> None:
         ("GET", "/download_file/{session}/{name}", libre_files.download),
     ]
     for method, path, handler in routes:
-        app.router.add_route(method, path, handler, name=PREFIX + path.strip("/").split("/")[0].replace("_", "-"))
+        resource = app.router.add_resource(path, name=PREFIX + path.strip("/").split("/")[0].replace("_", "-"))
+        resource.add_route(method, handler)
+        resource.add_route("OPTIONS", preflight)
     accept_form_bodies(app, "/translate", "/detect", "/translate_file")
     leave_auth_to_routes(app, *(path for _, path, _ in routes))
     libre_files.setup(app)

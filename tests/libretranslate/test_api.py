@@ -173,6 +173,23 @@ async def test_cross_site_forms_are_refused_and_same_site_ones_pass(client: Test
     assert own.status == 200
 
 
+async def test_pages_of_allowed_sites_may_call_and_read_it_others_may_not(make_client: MakeClient) -> None:
+    client = await make_client(auth__allowed_origins=("https://app.example",))
+    asking = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    preflight = await client.options("/translate", headers={"Origin": "https://app.example", **asking})
+    assert preflight.status == 204 and preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    cross = {"Origin": "https://app.example", "Sec-Fetch-Site": "cross-site"}
+    answer = await client.post("/translate", json={"q": "Hi", "source": "en", "target": "fr"}, headers=cross)
+    assert answer.status == 200 and answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert answer.headers["Vary"] == "Origin"
+    evil = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    refused = await client.options("/translate", headers={**evil, **asking})
+    assert refused.status == 403 and "Access-Control-Allow-Origin" not in refused.headers
+    listed = await client.get("/languages", headers=evil)
+    assert listed.status == 200 and "Access-Control-Allow-Origin" not in listed.headers
+
+
 async def test_requests_are_counted_under_their_own_transport(client: TestClient[Any, Any]) -> None:
     await translate(client, q="Count me.", source="en", target="fr")
     await client.get("/languages")
