@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import cpu, documents, report
+from . import cpu, documents, remote, report
 from .server import raise_file_limit
 
 SUITES = {
@@ -29,6 +29,7 @@ SUITES = {
     "cache": cpu.cache,
     "ttft": cpu.ttft,
     "documents": documents.documents,
+    "remote": remote.suite,
 }
 
 

@@ -129,7 +129,8 @@ def _gc(row: dict[str, Any]) -> str:
 
 def render(data: dict[str, Any]) -> str:
     parts = [_header(data), _summary(data), _machine(data), _method(), _cost(data), _concurrency(data),
-             _cache(data), _ttft(data), documents.section(data.get("documents")), _reading(), _gpu(data.get("gpu"))]
+             _cache(data), _ttft(data), documents.section(data.get("documents")), _remote(data.get("remote")),
+             _reading(), _gpu(data.get("gpu"))]
     return "\n".join(part for part in parts if part)
 
 
@@ -204,6 +205,7 @@ def _summary(data: dict[str, Any]) -> str:
         engine = _get(ttft, mode, "engine_first_delta_ms", "p50")
         rows.append([f"Demo model: request → first delta p50 (engine's own first delta), {TRANSPORT_NAMES[mode]}",
                      f"{_n(client, 2)} ms ({_n(engine, 2)} ms)", "no target", "–"])
+    rows += _remote_rows(data.get("remote"))
     return "## Summary\n\n" + _table(["figure", "measured", "target", ""], rows)
 
 
@@ -462,3 +464,67 @@ def _gpu(gpu: dict[str, Any] | None) -> str:
             + _table(["mode", "engine", "streams", "aggregate tok/s", "tokens per stream", "TTFT p50 / p99 (ms)",
                       "≥ 3,000 tok/s at 64"], rows))
     return out
+
+
+# -- the remote engine (bench/remote.py) -------------------------------------------------------------------------------
+
+def _remote_rows(remote: dict[str, Any] | None) -> list[list[Any]]:
+    if not remote or "error" in remote:
+        return []
+    t = remote.get("targets", {})
+    added, ttft = remote.get("cpu_us_per_token_added"), remote.get("ttft_added_p50_ms")
+    return [[f"Remote engine: gateway CPU per token added over reading the server's stream directly "
+             f"({remote['streams']} streams × {_n(remote['rate'], 0)} tok/s)", f"{_n(added)} µs",
+             f"≤ {_n(t.get('cpu_us_per_token_added'), 0)} µs",
+             _verdict(_le(added, t.get("cpu_us_per_token_added", 0)))],
+            ["Remote engine: time to first delta added by the gateway, p50", f"{_n(ttft, 2)} ms",
+             f"≤ {_n(t.get('ttft_added_p50_ms'))} ms", _verdict(_le(ttft, t.get("ttft_added_p50_ms", 0)))]]
+
+
+def _remote(remote: dict[str, Any] | None) -> str:
+    head = "## 6. Remote engine: a gateway in front of an inference server\n\n"
+    if not remote:
+        return ""
+    if "error" in remote:
+        return head + f"Failed: `{remote['error']}`\n"
+    rows = []
+    for mode, name in (("raw", "read directly (a bare aiohttp reader in the gateway process)"),
+                       ("gateway", "through the RemoteEngine, Translator and session log")):
+        row = remote["modes"][mode]
+        lat = row.get("latency_ms", {})
+        rows.append([name, _n(row.get("server_cpu_us_per_token")),
+                     f"{_n(lat.get('p50'), 2)} / {_n(lat.get('p99'), 2)}", _n(_get(row, "gap_ms", "p99")),
+                     f"{_n(row.get('tokens'))} ({_n(row.get('tokens_per_s'), 0)}/s)", *_pcts(row)])
+    first = remote.get("ttft_ms", {})
+    ttft_rows = [[name, _n(first.get(key, {}).get("n")), _n(first.get(key, {}).get("p50"), 2),
+                  _n(first.get(key, {}).get("p90"), 2), _n(first.get(key, {}).get("p99"), 2)]
+                 for key, name in (("backend", "straight from the inference server"),
+                                   ("gateway", "through the gateway"))]
+    quick = " (**a `--quick` run**: shortened, for trying things out)" if remote.get("quick") else ""
+    return (head + f"Run {remote.get('when', '?')}, commit `{remote.get('commit', '?')}`{quick}; the machine was "
+            f"{_n(remote['modes']['gateway'].get('machine_busy_before_pct'), 0)} % busy before the CPU runs and "
+            f"{_n(remote.get('ttft_machine_busy_before_pct'), 0)} % before the latency run.\n\n"
+            "The inference server is hmt-stream's bench server with the ScriptedEngine (stamped tokens at "
+            f"{_n(remote['rate'], 0)} tokens/s per stream, not a model) serving `/v1/chat/completions`; the gateway "
+            "is the bench server with `remote.endpoints` pointing at it, each in its own process "
+            "(`bench/remote.py`). **CPU**: the gateway process's CPU per token while it reads "
+            f"{remote['streams']} streams over a {remote['window_s']} s window, first with a bare reader that "
+            "parses each chunk and nothing more, then as sessions through the RemoteEngine, the Translator and the "
+            "session log, read in the process as the cost suite's *direct* mode does (a transport to the reader "
+            "adds what the cost suite measures). Latency is the token's production in the server process to its "
+            "arrival in the gateway's reader.\n\n"
+            + _table(["mode", "gateway CPU µs/token", "latency p50 / p99 (ms)", "gap p99 (ms)",
+                      "tokens in window", "gateway CPU %", "client CPU %", "others' CPU %"], rows)
+            + f"\nAdded: **{_n(remote.get('cpu_us_per_token_added'))} µs per token**.\n\n"
+            "**Time to first delta**: one streamed `/v1/chat/completions` at a time from this process, request to "
+            "the first content chunk, alternately straight from the server and through the gateway (the same wire "
+            "both ways), so the difference is the gateway's hop: its HTTP handling, counting the prompt's tokens "
+            "with the local tokenizer, the session, and its own request to the server.\n\n"
+            + _table(["path", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)"], ttft_rows)
+            + f"\nAdded at p50: **{_n(remote.get('ttft_added_p50_ms'), 2)} ms**.\n\n"
+            "Reading them: with the rest of the machine busy (the *others' CPU* column), every hop through another "
+            "process waits for a core, and the gateway's path has two more such hops than the direct one; CPU per "
+            "token is far less disturbed than latency. Besides the hop, the gateway's request path holds the rate "
+            "limiter (the `limits` library's memory storage starts a timer thread on a request when its last one "
+            "has ended: a thread start, which waits for the new thread to be scheduled) and counting the prompt's "
+            "tokens with the local tokenizer (`generation.max_input_tokens`).\n")

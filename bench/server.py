@@ -11,7 +11,7 @@ routes that only the benchmark uses:
 - `GET /bench/gc` tells how many garbage collections ran since the last call and how long the longest paused the
   event loop (a full collection of a heap with many sessions can take 100 ms).
 
-    python -m bench.server --engine scripted|demo [--gc default|tuned] [--set section.key=value ...]
+    python -m bench.server --engine scripted|demo|remote [--gc default|tuned] [--set section.key=value ...]
 
 `--gc tuned` is what `serve` does by default (server.gc_tuning): after start-up it freezes the heap so far
 (gc.freeze()) and collects less often (gc.set_threshold(50_000, 20, 100)); `--gc default` is Python's own.
@@ -40,6 +40,7 @@ from hmt_stream.app import create_app
 from hmt_stream.cli import tune_gc
 from hmt_stream.config import Settings
 from hmt_stream.engine import ChatPrompt, Engine, Generation, GenerationOptions
+from hmt_stream.engine.base import WrappedGeneration
 from hmt_stream.engine.scripted import ScriptedEngine, stamps
 from hmt_stream.keys import TRANSLATOR
 from hmt_stream.request import TranslationRequest
@@ -78,18 +79,10 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class TimedGeneration:
+class TimedGeneration(WrappedGeneration):
     def __init__(self, inner: Generation, times: list[int]) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._times = times
-
-    @property
-    def tokens(self) -> int:
-        return self._inner.tokens
-
-    @tokens.setter
-    def tokens(self, value: int) -> None:
-        self._inner.tokens = value
 
     async def __aiter__(self) -> AsyncIterator[str]:
         first = True
@@ -99,12 +92,6 @@ class TimedGeneration:
                 self._times += [time.monotonic_ns(), self._inner.tokens]
                 first = False
             yield text
-
-    def cancel(self) -> None:
-        self._inner.cancel()
-
-    async def wait_closed(self) -> None:
-        await self._inner.wait_closed()
 
 
 class TimedEngine:
@@ -214,6 +201,10 @@ async def engine_times(request: web.Request) -> web.Response:
 def build_engine(kind: str, settings: Settings) -> Engine:
     if kind == "scripted":
         return ScriptedEngine()
+    if kind == "remote":  # remote.endpoints names the backend (bench/remote.py)
+        from hmt_stream.engine import load_engine
+
+        return load_engine(settings)
     from hmt_stream.engine.demo import build_demo_model
     from hmt_stream.engine.transformers import TransformersEngine
 
@@ -224,7 +215,7 @@ def build_engine(kind: str, settings: Settings) -> Engine:
 
 async def serve(args: argparse.Namespace) -> None:
     overrides = {key: value for key, value in BASE_SETTINGS.items() if known(key)}
-    if args.engine == "demo":
+    if args.engine in ("demo", "remote"):
         overrides["model.demo_dir"] = f"{tempfile.gettempdir()}/hmt-bench-demo-model"
         overrides["scheduler.max_concurrent"] = 4
     for pair in args.set:
@@ -238,6 +229,10 @@ async def serve(args: argparse.Namespace) -> None:
         app[TIMED] = timed
     app.router.add_post("/bench/direct", direct)
     app.router.add_get("/bench/engine-times", engine_times)
+    if args.engine == "remote":
+        from .remote import add_routes
+
+        add_routes(app, settings)
     app[GC] = GcPauses()
     app.router.add_get("/bench/gc", gc_pauses)
     if args.gc == "tuned":
@@ -256,7 +251,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("--engine", choices=("scripted", "demo"), default="scripted")
+    parser.add_argument("--engine", choices=("scripted", "demo", "remote"), default="scripted")
     parser.add_argument("--gc", choices=("default", "tuned"), default="default")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON")
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ from .cache import PhraseCache
 from .config import Settings
 from .documents.detect import detector
 from .engine import Engine, load_engine, options_from
+from .engine.remote import RemoteEngine
 from .errors import ConfigError
 from .keys import AUTHENTICATOR, ENGINE, METRICS, SETTINGS, TRANSLATOR
 from .metrics import Metrics
@@ -51,11 +52,17 @@ def web_root(configured: str) -> Path:
     return root
 
 
+def generation_slots(settings: Settings) -> int:
+    """Generations at once: each remote server's share, or what this process's engine is given."""
+    r = settings.remote
+    return len(r.endpoints) * r.max_concurrent if r.endpoints else settings.scheduler.max_concurrent
+
+
 def build_translator(settings: Settings, engine: Engine, observer: Observer | None = None) -> Translator:
     return Translator(
         engine,
         options=options_from(settings),
-        scheduler=Scheduler(settings.scheduler.max_concurrent, settings.scheduler.max_queue,
+        scheduler=Scheduler(generation_slots(settings), settings.scheduler.max_queue,
                             max_per_owner=settings.scheduler.max_per_client),
         cache=PhraseCache(settings.cache.max_entries, settings.cache.ttl_s, enabled=settings.cache.enabled,
                           shared=settings.cache.shared),
@@ -80,6 +87,9 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
         log.info("loading model %s", settings.model.name)
         app[ENGINE] = await asyncio.get_running_loop().run_in_executor(None, load_engine, settings)
     engine = app[ENGINE]
+    if isinstance(engine, RemoteEngine):
+        await engine.start()  # health checks run from now on, warm-up or not
+        app[METRICS].watch_endpoints(engine.router)
     if settings.model.warmup:
         await engine.warmup()
         await asyncio.get_running_loop().run_in_executor(None, detector)  # language detection's models

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Hashable
+from typing import NamedTuple
 
 from cachetools import TTLCache
 
@@ -16,11 +17,18 @@ def normalise(text: str) -> str:
     return _HORIZONTAL_SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
+class Entry(NamedTuple):
+    """A finished text, and how it ended (a hit reports the same finish_reason as the generation did)."""
+
+    text: str
+    finish_reason: str = "stop"
+
+
 class PhraseCache:
     def __init__(self, max_entries: int, ttl_s: float, *, enabled: bool = True, shared: bool = False) -> None:
         self.enabled = enabled
         self.shared = shared
-        self._entries: TTLCache[Hashable, str] = TTLCache(maxsize=max_entries, ttl=ttl_s)
+        self._entries: TTLCache[Hashable, Entry] = TTLCache(maxsize=max_entries, ttl=ttl_s)
         self.hits = 0
         self.misses = 0
 
@@ -34,22 +42,26 @@ class PhraseCache:
         return None if self.shared else owner
 
     def get(self, key: Hashable) -> str | None:
+        entry = self.lookup(key)
+        return None if entry is None else entry.text
+
+    def lookup(self, key: Hashable) -> Entry | None:
         if not self.enabled:
             return None
-        text = self._entries.get(key)
-        if text is None:
+        entry = self._entries.get(key)
+        if entry is None:
             self.misses += 1
         else:
             self.hits += 1
-        return text
+        return entry
 
-    def peek(self, key: Hashable) -> str | None:
+    def peek(self, key: Hashable) -> Entry | None:
         """The entry, without counting a hit or a miss (a dry run)."""
         return self._entries.get(key) if self.enabled else None
 
-    def put(self, key: Hashable, text: str) -> None:
+    def put(self, key: Hashable, text: str, *, finish_reason: str = "stop") -> None:
         if self.enabled:
-            self._entries[key] = text
+            self._entries[key] = Entry(text, finish_reason)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -72,6 +72,31 @@ class ModelSettings:
                            choices=("auto", "hunyuan-mt", "hy-mt1.5"))
 
 
+def _urls(value: tuple[str, ...]) -> None:
+    for url in value:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL (e.g. http://gpu-1:8000/v1)")
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    endpoints: tuple[str, ...] = setting((), "OpenAI-compatible inference servers (vLLM, SGLang, llama.cpp, another "
+                                         "hmt-stream) to generate on instead of loading the model here, e.g. "
+                                         "['http://gpu-1:8000/v1'] (env: comma-separated). The tokenizer is still "
+                                         "loaded from model.name, to count prompt tokens.", validate=_urls)
+    api_key: str = setting("", "Bearer key sent to the inference servers; empty for none.")
+    model: str = setting("", "The model's name on the inference servers (vLLM's --served-model-name); empty: "
+                         "model.name.")
+    max_concurrent: int = setting(8, "Requests in flight per inference server. With endpoints set, the gateway "
+                                  "generates up to endpoints × this at once (in place of scheduler.max_concurrent).",
+                                  minimum=1)
+    timeout_s: float = setting(30.0, "Seconds an inference server may take to connect, to send its first token and "
+                               "between tokens before it counts as failed (the request goes on on another).",
+                               minimum=0.1)
+    health_interval_s: float = setting(5.0, "Seconds between health checks of each inference server (GET /health, "
+                                       "else GET /v1/models).", minimum=0.1)
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     max_new_tokens: int = setting(512, "Most tokens generated for one translation.", minimum=1)
@@ -126,6 +151,7 @@ class TransportSettings:
     poll: bool = setting(True, "Offer the long-poll transport.")
     libretranslate: bool = setting(True, "Offer the LibreTranslate-compatible API at the server's root (/translate, "
                                    "/detect, /languages, /translate_file, /frontend/settings).")
+    openai: bool = setting(True, "Serve the OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions.")
     heartbeat_s: float = setting(15.0, "Seconds between heartbeats on WebSocket (app-level ping) and SSE "
                                  "(comment line).", minimum=1.0)
     poll_timeout_s: float = setting(20.0, "Seconds a long-poll waits for events when the client names none.",
@@ -213,6 +239,7 @@ class LimitSettings:
 @dataclass(frozen=True)
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
+    remote: RemoteSettings = field(default_factory=RemoteSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)

@@ -25,11 +25,12 @@ RATE_LIMITED = ErrorKind("rate_limited", 429, 1008)
 TOO_MANY_STREAMS = ErrorKind("too_many_streams", 429, 1008)
 OVERLOADED = ErrorKind("overloaded", 503, 1013)
 MODEL_ERROR = ErrorKind("model_error", 500, 1011)
+ENGINE_UNAVAILABLE = ErrorKind("engine_unavailable", 503, 1011)
 SHUTTING_DOWN = ErrorKind("shutting_down", 503, 1001)
 
 KINDS = {kind.code: kind for kind in (BAD_REQUEST, UNSUPPORTED_LANGUAGE, TOO_LONG, UNAUTHORIZED, FORBIDDEN_ORIGIN,
                                       FORBIDDEN_HOST, NOT_FOUND, REQUEST_TIMEOUT, TOO_LARGE, RATE_LIMITED,
-                                      TOO_MANY_STREAMS, OVERLOADED, MODEL_ERROR, SHUTTING_DOWN)}
+                                      TOO_MANY_STREAMS, OVERLOADED, MODEL_ERROR, ENGINE_UNAVAILABLE, SHUTTING_DOWN)}
 
 
 class HmtError(Exception):

@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .cache import PhraseCache
+from .engine.router import Router
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -17,7 +18,7 @@ _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 def transport_of(request: web.Request) -> str:
-    """Which transport a request uses: websocket, sse, poll, a compatible API by its routes' names
+    """Which transport a request uses: websocket, sse, poll, openai, a compatible API by its routes' names
     ("libretranslate:translate"), or rest for everything else."""
     match = getattr(request, "match_info", None)  # the access log also sees requests that were never routed
     name: str | None = match.route.name if match is not None else None
@@ -25,6 +26,8 @@ def transport_of(request: web.Request) -> str:
         return name.partition(":")[0]
     if request.path == "/ws":
         return "websocket"
+    if request.path.startswith("/v1/"):
+        return "openai"
     if request.path.endswith("/events") or request.path == "/api/negotiate/sse":
         return "sse" if "text/event-stream" in request.headers.get("Accept", "") else "poll"
     return "rest"
@@ -37,6 +40,33 @@ class _CacheCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily("hmt_cache_hits", "Phrase cache hits.", value=self._cache.hits)
         yield CounterMetricFamily("hmt_cache_misses", "Phrase cache misses.", value=self._cache.misses)
+
+
+class _EndpointCollector(Collector):
+    """Each inference server of a remote engine, read from the router's own counters when scraped."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("hmt_remote_up", "1 while an inference server passes its health checks.",
+                               labels=["endpoint"])
+        outstanding = GaugeMetricFamily("hmt_remote_outstanding", "Requests in flight on an inference server.",
+                                        labels=["endpoint"])
+        counters = {name: CounterMetricFamily(f"hmt_remote_{name}", text, labels=["endpoint"]) for name, text in (
+            ("requests", "Requests sent to an inference server."),
+            ("failures", "Requests that failed on an inference server (and went on on another, or failed)."),
+            ("failovers", "Of those, the streams that died mid-answer and were continued on another server."),
+            ("tokens", "Tokens an inference server generated for this gateway."),
+        )}
+        for endpoint in self._router.endpoints:
+            up.add_metric([endpoint.url], float(endpoint.healthy))
+            outstanding.add_metric([endpoint.url], endpoint.outstanding)
+            for name, family in counters.items():
+                family.add_metric([endpoint.url], getattr(endpoint, name))
+        yield up
+        yield outstanding
+        yield from counters.values()
 
 
 class Metrics:
@@ -67,6 +97,9 @@ class Metrics:
         self.queued.set_function(queued)
         self.registry.register(_CacheCollector(cache))
 
+    def watch_endpoints(self, router: Router) -> None:
+        self.registry.register(_EndpointCollector(router))
+
     # -- the translator's observer ---------------------------------------------------------------------------
 
     def first_token(self, seconds: float) -> None:
@@ -75,11 +108,12 @@ class Metrics:
     def token_gap(self, seconds: float) -> None:
         self.inter_token.observe(seconds)
 
-    def finished(self, state: str, tokens: int) -> None:
+    def finished(self, state: str, tokens: int, error: str = "") -> None:
+        """error: the code a failed session ended with (model_error, or a remote engine's engine_unavailable)."""
         self.sessions.labels(state).inc()
         self.tokens.inc(tokens)
         if state == "failed":
-            self.errors.labels("model_error").inc()
+            self.errors.labels(error or "model_error").inc()
 
     # -- HTTP --------------------------------------------------------------------------------------------------
 

@@ -25,6 +25,11 @@ class TranslationRequest:
     glossary: tuple[tuple[str, str], ...] = field(default=())
     context: str = ""
 
+    @property
+    def chars(self) -> int:
+        """What the character rate counts."""
+        return len(self.text)
+
     @classmethod
     def parse(cls, payload: Any, *, max_chars: int) -> TranslationRequest:
         """Validate a decoded JSON body (or WS message) into a request, or raise HmtError with a stable code."""

@@ -1,5 +1,6 @@
 """A session's segments generated concurrently through the scheduler, their text written to the log strictly in
-document order (a later segment's output waits until every earlier one is out)."""
+document order (a later segment's output waits until every earlier one is out). A chat request runs here too, as
+a plan of one job whose text goes to the log as it comes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import Any, Protocol
 from . import errors
 from .cache import PhraseCache
 from .documents import Restorer
-from .engine import Engine, GenerationOptions
+from .engine import Engine
+from .engine.stops import finish_reason, with_stops
+from .errors import HmtError
 from .plan import Job, Plan
 from .scheduler import Lane, Ticket
 from .session import TranslationSession
@@ -27,29 +30,41 @@ class Observer(Protocol):
 
     def token_gap(self, seconds: float) -> None: ...
 
-    def finished(self, state: str, tokens: int) -> None: ...
+    def finished(self, state: str, tokens: int, error: str = "") -> None: ...
 
 
 def _ms(since: float) -> float:
     return round((time.monotonic() - since) * 1000, 1)
 
 
+class Verbatim:
+    """A chat request's output: the model's text as it is (a Restorer would trim it and look for placeholders)."""
+
+    def feed(self, delta: str) -> str:
+        return delta
+
+    def finish(self) -> str:
+        return ""
+
+
 class DocumentRun:
-    def __init__(self, session: TranslationSession, plan: Plan, *, engine: Engine, options: GenerationOptions,
-                 cache: PhraseCache, observer: Observer) -> None:
+    def __init__(self, session: TranslationSession, plan: Plan, *, engine: Engine, cache: PhraseCache,
+                 observer: Observer) -> None:
         self.session = session
         self.plan = plan
         self.engine = engine
-        self.options = options
+        self.options = plan.options
         self.cache = cache
         self.observer = observer
         count = len(plan.jobs)
         self._buffers: list[list[str]] = [[] for _ in range(count)]
         self._complete = [False] * count
+        self._reasons = ["stop"] * count  # each segment's finish_reason
         for job in plan.jobs:
             if job.cached is not None:
-                self._buffers[job.index].append(self._restore(job, [job.cached]))
+                self._buffers[job.index].append(self._restore(job, [job.cached.text]))
                 self._complete[job.index] = True
+                self._reasons[job.index] = job.cached.finish_reason
         self._kept = list(plan.kept)
         self._cursor = -1  # the segment whose output goes to the log as it comes; -1 before `started`
         self._tokens = 0
@@ -81,14 +96,20 @@ class DocumentRun:
             self.observer.finished("cancelled", self._tokens)
             return
         except BaseExceptionGroup as failure:
-            # The exception's text may hold paths, memory figures or other users' input: it goes to the log only.
-            error_id = secrets.token_hex(4)
-            log.error("generation failed for session %s (error id %s)", self.session.id, error_id,
-                      exc_info=failure.exceptions[0])
-            self.session.append("error", code=errors.MODEL_ERROR.code,
-                                message=f"the model failed on this translation (error id {error_id}, in the server "
-                                        f"log)")
-            self.observer.finished("failed", self._tokens)
+            exc = failure.exceptions[0]
+            if isinstance(exc, HmtError):  # the engine's own verdict, e.g. engine_unavailable
+                log.warning("generation failed for session %s: %s: %s", self.session.id, exc.code, exc.message)
+                self.session.append("error", code=exc.code, message=exc.message)
+                code = exc.code
+            else:
+                # The exception's text may hold paths, memory figures or other users' input: it goes to the log only.
+                error_id = secrets.token_hex(4)
+                log.error("generation failed for session %s (error id %s)", self.session.id, error_id, exc_info=exc)
+                self.session.append("error", code=errors.MODEL_ERROR.code,
+                                    message=f"the model failed on this translation (error id {error_id}, in the "
+                                            f"server log)")
+                code = errors.MODEL_ERROR.code
+            self.observer.finished("failed", self._tokens, code)
             return
         finally:
             lane.close()
@@ -111,14 +132,15 @@ class DocumentRun:
         self.session.append("done", text=self.session.text, cached=cached, tokens=self._tokens,
                             ttft_ms=self._ttft or 0.0, elapsed_ms=_ms(self.session.created) if self.plan.pending
                             else 0.0, segments=len(self.plan.jobs), segments_cached=self.plan.cached,
-                            **self._detected())
+                            finish_reason="length" if "length" in self._reasons else "stop",
+                            prompt_tokens=self.plan.prompt_tokens, **self._detected())
 
     # -- one segment -------------------------------------------------------------------------------------------
 
     async def _segment(self, job: Job, ticket: Ticket) -> None:
-        restorer = Restorer(job.segment, escape=self.plan.escape)
+        restorer = self._restorer(job)
         raw: list[str] = []
-        generation = self.engine.generate(job.chat, self.options)
+        generation = with_stops(self.engine.generate(job.chat, self.options), self.options)
         try:
             async for text in generation:
                 self._observe()
@@ -133,11 +155,15 @@ class DocumentRun:
             ticket.release()
         self._write(job.index, restorer.finish())
         self._complete[job.index] = True
-        self.cache.put(job.key, "".join(raw))
+        self._reasons[job.index] = reason = finish_reason(generation, self.options)
+        self.cache.put(job.key, "".join(raw), finish_reason=reason)
         self._advance()
 
+    def _restorer(self, job: Job) -> Restorer | Verbatim:
+        return Verbatim() if self.plan.verbatim else Restorer(job.segment, escape=self.plan.escape)
+
     def _restore(self, job: Job, raw: list[str]) -> str:
-        restorer = Restorer(job.segment, escape=self.plan.escape)
+        restorer = self._restorer(job)
         return "".join(restorer.feed(text) for text in raw) + restorer.finish()
 
     def _observe(self) -> None:

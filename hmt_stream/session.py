@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
-from .request import TranslationRequest
+from .chat import Request
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 TERMINAL_EVENTS = {"done": DONE, "error": FAILED, "cancelled": CANCELLED}
@@ -42,7 +42,7 @@ class SessionClosed(Exception):
 
 
 class TranslationSession:
-    def __init__(self, request: TranslationRequest, *, session_id: str | None = None,
+    def __init__(self, request: Request, *, session_id: str | None = None,
                  owner: str | None = None) -> None:
         self.id = session_id or secrets.token_urlsafe(18)
         self.request = request

@@ -11,6 +11,7 @@ from typing import Any
 
 from . import errors
 from .cache import PhraseCache
+from .chat import ChatRequest, Request
 from .engine import Engine, GenerationOptions
 from .errors import HmtError
 from .languages import AUTO
@@ -35,7 +36,7 @@ class NullObserver:
 
     def token_gap(self, seconds: float) -> None: ...
 
-    def finished(self, state: str, tokens: int) -> None: ...
+    def finished(self, state: str, tokens: int, error: str = "") -> None: ...
 
 
 class Translator:
@@ -71,17 +72,18 @@ class Translator:
             return None
         return session
 
-    async def start(self, request: TranslationRequest, *, principal: str = "anonymous",
+    async def start(self, request: Request, *, principal: str = "anonymous",
                     owner: str | None = None) -> TranslationSession:
-        """submit(), with the planning of a long document or of an unknown source language (segmentation,
-        detection, whose models load on first use, token counts) in a worker thread, after the cheap checks."""
+        """submit(), with the planning of a long document or prompt or of an unknown source language
+        (segmentation, detection, whose models load on first use, token counts) in a worker thread, after the
+        cheap checks."""
         plan = None
-        if len(request.text) > INLINE_PLAN_CHARS or request.source == AUTO:
+        if request.chars > INLINE_PLAN_CHARS or (isinstance(request, TranslationRequest) and request.source == AUTO):
             self._check(request, principal)
             plan = await self._planned(principal, request, owner)
         return self.submit(request, principal=principal, owner=owner, plan=plan)
 
-    def submit(self, request: TranslationRequest, *, principal: str = "anonymous", owner: str | None = None,
+    def submit(self, request: Request, *, principal: str = "anonymous", owner: str | None = None,
                plan: Plan | None = None) -> TranslationSession:
         """Start a session for request; raises HmtError (shutting_down, rate_limited, too_long, overloaded)
         before any session exists. In order: the cheap checks (shutting down, the caller's rate in translations
@@ -120,20 +122,24 @@ class Translator:
         plan = await self._planned(principal, request, owner)
         return self.planner.look_up(plan, dry_run=True)
 
-    def plan(self, request: TranslationRequest, *, dry_run: bool = False, owner: str | None = None) -> Plan:
+    def plan(self, request: Request, *, dry_run: bool = False, owner: str | None = None) -> Plan:
         """The segments, their prompts and what the cache holds (raises too_long); nothing is generated."""
         return self.planner.look_up(self.planner.plan(request, self.options, owner=owner), dry_run=dry_run)
 
-    def _check(self, request: TranslationRequest, principal: str) -> None:
-        """The cheap checks, before any tokenizer work; they count nothing."""
+    def _check(self, request: Request, principal: str) -> None:
+        """The cheap checks, before any tokenizer work; they count nothing (a translation's length was checked
+        when it was parsed, a chat's is here)."""
         if not self.accepting:
             raise HmtError(errors.SHUTTING_DOWN, "the server is shutting down", retry_after=5)
+        if isinstance(request, ChatRequest) and request.chars > self.max_chars:
+            raise HmtError(errors.TOO_LONG, f"the messages have {request.chars} characters; the limit is "
+                                            f"{self.max_chars} (generation.max_chars)")
         if self.limiter is not None:
-            self.limiter.check(principal, chars=len(request.text))
+            self.limiter.check(principal, chars=request.chars)
         if self.refusals is not None:
             self.refusals.check(principal)
 
-    async def _planned(self, principal: str, request: TranslationRequest, owner: str | None) -> Plan:
+    async def _planned(self, principal: str, request: Request, owner: str | None) -> Plan:
         loop = asyncio.get_running_loop()
         with self._counting_refusals(principal):
             return await loop.run_in_executor(None, lambda: self.planner.plan(request, self.options, owner=owner))
@@ -149,12 +155,11 @@ class Translator:
             raise
 
     def _document(self, session: TranslationSession, plan: Plan) -> DocumentRun:
-        return DocumentRun(session, plan, engine=self.engine, options=self.options, cache=self.cache,
-                           observer=self.observer)
+        return DocumentRun(session, plan, engine=self.engine, cache=self.cache, observer=self.observer)
 
-    def _count(self, principal: str, request: TranslationRequest) -> None:
+    def _count(self, principal: str, request: Request) -> None:
         if self.limiter is not None:
-            self.limiter.count(principal, chars=len(request.text))
+            self.limiter.count(principal, chars=request.chars)
 
     def _watch_readers(self, session: TranslationSession) -> None:
         """Cancel a session nobody reads any more, once the grace period has passed without a reader."""
@@ -185,7 +190,7 @@ class Translator:
         if not session.finished:
             session.append("cancelled")
 
-    async def translate(self, request: TranslationRequest, *, principal: str = "anonymous",
+    async def translate(self, request: Request, *, principal: str = "anonymous",
                         owner: str | None = None) -> TranslationSession:
         """Submit and wait for the terminal event (the one-shot API)."""
         session = await self.start(request, principal=principal, owner=owner)

@@ -18,7 +18,12 @@ def options_from(settings: Settings) -> GenerationOptions:
 
 
 def load_engine(settings: Settings) -> Engine:
-    """The configured engine, loaded (blocking: call it off the event loop)."""
+    """The configured engine, loaded (blocking: call it off the event loop): remote servers when
+    remote.endpoints names any, else the model in this process."""
+    if settings.remote.endpoints:
+        from .remote import RemoteEngine
+
+        return RemoteEngine.load(settings)
     from .transformers import TransformersEngine
 
     m = settings.model

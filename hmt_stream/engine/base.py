@@ -15,10 +15,12 @@ class GenerationOptions:
     """Sampling options; hashable, because they are part of the phrase cache's key."""
 
     max_new_tokens: int = 512
-    top_k: int = 20
+    top_k: int = 20  # 0: no top-k
     top_p: float = 0.6
-    temperature: float = 0.7
+    temperature: float = 0.7  # 0: greedy
     repetition_penalty: float = 1.05
+    seed: int | None = None  # the same seed, prompt and options give the same text (with sampling)
+    stop: tuple[str, ...] = ()  # strings that end the text, left out of it (see engine/stops.py)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,31 @@ class Generation(Protocol):
     def cancel(self) -> None: ...
 
     async def wait_closed(self) -> None: ...
+
+
+class WrappedGeneration:
+    """A generation passed through: tokens, cancel() and wait_closed() are the inner one's; subclasses change
+    what its iteration gives."""
+
+    def __init__(self, inner: Generation) -> None:
+        self._inner = inner
+
+    @property
+    def tokens(self) -> int:
+        return self._inner.tokens
+
+    @tokens.setter
+    def tokens(self, value: int) -> None:
+        self._inner.tokens = value
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._inner.__aiter__()
+
+    def cancel(self) -> None:
+        self._inner.cancel()
+
+    async def wait_closed(self) -> None:
+        await self._inner.wait_closed()
 
 
 class Engine(Protocol):

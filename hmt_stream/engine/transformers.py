@@ -69,6 +69,54 @@ def _check_reachable(name: str, revision: str, local_files_only: bool) -> None:
                              f"cache. {_HELP}") from exc
 
 
+def load_tokenizer(path: str, *, model_id: str, revision: str = "", local_files_only: bool = False) -> Any:
+    """The tokenizer of a hub id or local directory; a failure becomes a ModelLoadError that says what to do."""
+    from transformers import AutoTokenizer
+
+    _check_reachable(path, revision, local_files_only)
+    kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+    if revision:
+        kwargs["revision"] = revision
+    try:
+        return AutoTokenizer.from_pretrained(path, **kwargs)
+    except (OSError, ValueError, RuntimeError, ImportError) as exc:
+        raise ModelLoadError(_explain(model_id, exc)) from exc
+
+
+def encode_prompt(tokenizer: Any, prompt: ChatPrompt) -> tuple[int, ...]:
+    """A prompt's token ids through the model's chat template, with the prompt's own template flags."""
+    ids = tokenizer.apply_chat_template(prompt.as_dicts(), add_generation_prompt=prompt.add_generation_prompt,
+                                        continue_final_message=prompt.continue_final_message,
+                                        tokenize=True, return_dict=False)
+    return tuple(ids)
+
+
+class _SeededSampling:
+    """Draws each token with the request's own torch.Generator, so that `seed` gives the same text whatever runs in
+    the other worker threads (torch's global generator is shared by all of them). generate() runs greedy over
+    what this returns: every token but the drawn one is masked out."""
+
+    def __init__(self, options: GenerationOptions, device: Any) -> None:
+        import torch
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self._generator = torch.Generator(device=device)
+        self._generator.manual_seed(options.seed or 0)
+        warpers: list[Any] = [TemperatureLogitsWarper(options.temperature)]
+        if options.top_k > 0:
+            warpers.append(TopKLogitsWarper(options.top_k))
+        if options.top_p < 1.0:
+            warpers.append(TopPLogitsWarper(options.top_p))
+        self._warpers = LogitsProcessorList(warpers)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probabilities = torch.softmax(self._warpers(input_ids, scores).float(), dim=-1)
+        drawn = torch.multinomial(probabilities, 1, generator=self._generator)
+        return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
+
+
 class _StopOnRequest:
     """A stopping criterion that ends generate() at the next decode step once cancel() was called."""
 
@@ -121,15 +169,14 @@ class TransformersEngine:
              workers: int = 1) -> TransformersEngine:
         """Load a hub id or a local directory; any failure becomes a ModelLoadError that says what to do."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-        _check_reachable(path, revision, local_files_only)
+        tokenizer = load_tokenizer(path, model_id=model_id, revision=revision, local_files_only=local_files_only)
         try:
             device = resolve_device(device)
             kwargs: dict[str, Any] = {"local_files_only": local_files_only}
             if revision:
                 kwargs["revision"] = revision
-            tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             if load_in_8bit:
                 # bitsandbytes computes 8-bit matmuls in fp16 on CPU and says so on every call.
                 warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
@@ -148,10 +195,7 @@ class TransformersEngine:
         return self._prompt_ids(prompt)
 
     def _encode(self, prompt: ChatPrompt) -> tuple[int, ...]:
-        ids = self.tokenizer.apply_chat_template(prompt.as_dicts(), add_generation_prompt=prompt.add_generation_prompt,
-                                                 continue_final_message=prompt.continue_final_message,
-                                                 tokenize=True, return_dict=False)
-        return tuple(ids)
+        return encode_prompt(self.tokenizer, prompt)
 
     def prompt_tokens(self, prompt: ChatPrompt) -> int:
         return len(self.prompt_ids(prompt))
@@ -162,11 +206,13 @@ class TransformersEngine:
 
     def _produce(self, generation: ThreadedGeneration, ids: tuple[int, ...], options: GenerationOptions) -> None:
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         input_ids = torch.tensor([ids], device=self.model.device)
         sampling: dict[str, Any] = {"do_sample": False}
-        if options.temperature > 0:
+        if options.temperature > 0 and options.seed is not None:
+            sampling["logits_processor"] = LogitsProcessorList([_SeededSampling(options, self.model.device)])
+        elif options.temperature > 0:
             sampling = {"do_sample": True, "temperature": options.temperature, "top_k": options.top_k,
                         "top_p": options.top_p}
         with torch.inference_mode():

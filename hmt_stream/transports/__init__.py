@@ -7,7 +7,7 @@ from aiohttp import web
 from ..config import Settings
 from ..keys import SETTINGS
 from ..ratelimit import RateLimiter
-from . import documents, guard, headers, libre_wire, libretranslate, limits, poll, rest, sse, websocket
+from . import documents, guard, headers, libre_wire, libretranslate, limits, openai, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -34,6 +34,8 @@ def setup(app: web.Application, settings: Settings) -> None:
         app.router.add_get("/ws", websocket.handler)
         app.on_shutdown.insert(0, websocket.stop_protocol_pings)  # before the translator's drain (app.py)
         app.on_shutdown.append(websocket.shutdown)
+    if settings.transports.openai:
+        openai.setup(app)
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,24 @@ log = logging.getLogger(__name__)
 
 
 
+def retry_headers(error: HmtError) -> dict[str, str]:
+    return {} if error.retry_after is None else {"Retry-After": str(max(1, round(error.retry_after)))}
+
+
 def error_response(error: HmtError) -> web.Response:
-    headers = {}
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    return web.json_response({"error": error.as_dict()}, status=error.kind.http_status, headers=headers)
+    return web.json_response({"error": error.as_dict()}, status=error.kind.http_status, headers=retry_headers(error))
+
+
+ErrorShape = Callable[[HmtError], web.Response]
+# Paths whose errors another wire format writes (the OpenAI API's under /v1/), by path prefix.
+ERROR_SHAPES = web.AppKey("error_shapes", dict[str, ErrorShape])
+
+
+def _shape(request: web.Request) -> ErrorShape | None:
+    for prefix, shape in request.app.get(ERROR_SHAPES, {}).items():
+        if request.path.startswith(prefix):
+            return shape
+    return error_response if request.path.startswith("/api/") else None
 
 
 @web.middleware
@@ -33,13 +47,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except HmtError as error:
         request.app[METRICS].error(error.code)
-        return error_response(error)
+        return (_shape(request) or error_response)(error)
     except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
+        shape = _shape(request)
+        if shape is None or exc.status < 400:
             raise
-        code = {404: errors.NOT_FOUND.code, 413: errors.TOO_LARGE.code}.get(exc.status, errors.BAD_REQUEST.code)
-        request.app[METRICS].error(code)
-        return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status)
+        kind = {404: errors.NOT_FOUND, 413: errors.TOO_LARGE}.get(exc.status) or errors.ErrorKind(
+            errors.BAD_REQUEST.code, exc.status, errors.BAD_REQUEST.ws_close)
+        request.app[METRICS].error(kind.code)
+        return shape(HmtError(kind, exc.reason))
 
 
 def translator_of(request: web.Request) -> Translator:
@@ -115,13 +131,19 @@ def model_name(name: str) -> str:
 
 async def health(request: web.Request) -> web.Response:
     translator = request.app.get(TRANSLATOR)
-    return web.json_response({
+    answer: dict[str, Any] = {
         "status": "ok" if translator else "starting",
         "model": model_name(request.app[SETTINGS].model.name),
         "demo": bool(translator and translator.engine.demo),
         "ready": translator is not None,
         "version": __version__,
-    })
+    }
+    remote = getattr(translator.engine, "health", None) if translator else None
+    if remote is not None:  # the inference servers of a remote engine
+        answer["endpoints"] = endpoints = remote()
+        if not any(endpoint["state"] == "healthy" for endpoint in endpoints):
+            answer["status"] = "degraded"
+    return web.json_response(answer)
 
 
 async def negotiate(request: web.Request) -> web.Response:

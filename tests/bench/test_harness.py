@@ -3,9 +3,11 @@
 import json
 from pathlib import Path
 
-from bench import report
+import pytest
+
+from bench import remote, report
 from bench.clients import TRANSPORTS, Stream, http_session
-from bench.cpu import TARGETS, holds
+from bench.cpu import TARGETS, Plan, holds
 from bench.harness import Server, Snapshot, load, window_figures
 from hmt_stream.engine.scripted import Script
 
@@ -55,3 +57,15 @@ def test_the_report_renders_without_figures_and_files_gpu_results(tmp_path: Path
     saved = json.loads((tmp_path / "benchmarks.json").read_text())
     assert saved["when"] == "now" and saved["gpu"] == {"tiny": True}  # a GPU run keeps the CPU figures
     assert "## 1. Server cost per token" in (tmp_path / "benchmarks.md").read_text()
+
+
+@pytest.mark.slow
+async def test_the_remote_suite_runs_against_real_bench_servers() -> None:
+    plan = Plan(quick=True, cost_streams=3, cost_window_s=0.5, ttft_requests=1, quiet_budget_s=0.0)
+    figures = await remote.suite(plan)
+    for mode in ("raw", "gateway"):
+        row = figures["modes"][mode]
+        assert row["tokens"] > 0 and row["unfinished"] == 0, (mode, row)
+    assert figures["cpu_us_per_token_added"] is not None
+    assert figures["ttft_ms"]["backend"]["n"] == figures["ttft_ms"]["gateway"]["n"] == 10
+    assert "## 6. Remote engine" in report.render({"remote": figures})

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from hmt_stream.app import build_translator
+from hmt_stream.chat import ChatRequest
+from hmt_stream.engine import ChatPrompt
 from hmt_stream.engine.scripted import Script, ScriptedEngine
 from hmt_stream.errors import HmtError
 from hmt_stream.request import TranslationRequest
@@ -20,9 +22,9 @@ from ..conftest import make_settings
 from ..test_translator import collect
 
 
-@pytest.mark.parametrize("slots", [1, 4])
-async def test_a_sentence_behind_a_300_segment_document_waits_for_about_one_segment(demo_dir: Path,
-                                                                                      slots: int) -> None:
+@pytest.mark.parametrize(("slots", "chat"), [(1, False), (4, False), (1, True)])
+async def test_a_sentence_behind_a_300_segment_document_waits_for_about_one_segment(demo_dir: Path, slots: int,
+                                                                                      chat: bool) -> None:
     engine = ScriptedEngine(Script(tokens=3, rate=300.0), directives=False)
     translator = build_translator(make_settings(demo_dir, scheduler__max_concurrent=slots,
                                                 limits__chars_per_minute=0), engine)
@@ -32,7 +34,9 @@ async def test_a_sentence_behind_a_300_segment_document_waits_for_about_one_segm
         if event.type == "progress" and event.data["done"] == 20:
             break
     started_before = engine.started
-    single = translator.submit(TranslationRequest("A lonely sentence.", "en", "fr"))
+    # A chat completion (the OpenAI API's) takes the same lanes as a translation.
+    single = translator.submit(ChatRequest(ChatPrompt.user("A lonely sentence.")) if chat
+                               else TranslationRequest("A lonely sentence.", "en", "fr"))
     log = await asyncio.wait_for(collect(single.events()), 60)
     assert log[-1].type == "done"
     prompts = list(engine.prompts)

@@ -31,6 +31,7 @@ def translator_for(demo_dir: Path, engine: Any, **overrides: Any) -> Translator:
 
 def check_document(session: TranslationSession, log: list[Event], translator: Translator) -> None:
     """Deltas in document order, every kept stretch (markers, breaks, code) in place, deltas joined = done.text."""
+    assert isinstance(session.request, TranslationRequest)
     plan = translator.plan(session.request, dry_run=True)
     started = next(e for e in log if e.type == "started")
     assert started.data["segments"] == len(plan.jobs)

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Page
 
 from hmt_stream.keys import TRANSLATOR
+from hmt_stream.request import TranslationRequest
 
 from ..documents.samples import PROSE
 from .conftest import Pages, Serve
@@ -87,6 +88,7 @@ def test_glossary_and_context_are_kept_and_sent(serve: Serve, pages: Pages, shot
     page.click("#translate")
     assert wait_finished(page) == "done"
     sent = server.app[TRANSLATOR].find(session_id(page)).request  # type: ignore[union-attr]
+    assert isinstance(sent, TranslationRequest)
     assert sent.glossary == (("cloak", "manteau"),) and sent.context == "A fable by Aesop."
 
     assert csp_violations(page) == []  # (the reload starts a new list)
