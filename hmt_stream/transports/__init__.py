@@ -7,14 +7,12 @@ from aiohttp import web
 from ..config import Settings
 from ..keys import SETTINGS
 from ..ratelimit import RateLimiter
-from . import documents, guard, headers, libre_wire, libretranslate, limits, openai, poll, rest, sse, websocket
+from . import documents, guard, headers, libretranslate, limits, openai, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
     """Register the REST API and every transport that config enables."""
     app.middlewares.append(rest.error_middleware)
-    if settings.transports.libretranslate:
-        app.middlewares.append(libre_wire.middleware)  # its error shape (the guard's refusals too), CORS
     app.middlewares.append(guard.guard_middleware)
     app.middlewares.append(limits.body_deadline)
     app[guard.AUTH_FAILURES] = RateLimiter(settings.auth.failure_rate, settings.limits.storage,

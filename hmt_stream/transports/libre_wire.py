@@ -9,11 +9,10 @@ from aiohttp import web
 
 from .. import errors
 from ..errors import HmtError
-from ..keys import METRICS, SETTINGS
+from ..keys import SETTINGS
 from . import libre_codes
-from .guard import Handler
 from .origin import FORM_TYPES
-from .rest import read_json
+from .rest import read_json, retry_headers
 
 PREFIX = "libretranslate:"  # the names of this API's routes; metrics label its requests by them
 
@@ -72,11 +71,11 @@ def detected(language: str | None, confidence: float) -> dict[str, Any]:
     return {"confidence": round(confidence * 100, 1), "language": libre_codes.to_libre(language)}
 
 
-def error_response(message: str, status: int, retry_after: float | None = None) -> web.Response:
-    headers = {} if retry_after is None else {"Retry-After": str(max(1, round(retry_after)))}
-    if status == 429:
-        message = f"Slowdown: {message}"
-    return web.json_response({"error": message}, status=status, headers=headers)
+def error_response(error: HmtError) -> web.Response:
+    """An error as LibreTranslate answers it: {"error": message}, a refused key as 403, a full queue as 429."""
+    status = _STATUS.get(error.code, error.kind.http_status)
+    message = f"Slowdown: {error.message}" if status == 429 else error.message
+    return web.json_response({"error": message}, status=status, headers=retry_headers(error))
 
 
 def is_libretranslate(request: web.Request) -> bool:
@@ -100,29 +99,9 @@ async def preflight(request: web.Request) -> web.Response:
                                              "Access-Control-Max-Age": "3600"})
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """This API's errors in its own shape, the guard's refusals (origin, host, auth failures) included."""
-    try:
-        return await handler(request)
-    except HmtError as error:
-        request.app[METRICS].error(error.code)
-        return error_response(error.message, _STATUS.get(error.code, error.kind.http_status), error.retry_after)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = {404: errors.NOT_FOUND.code, 413: errors.TOO_LARGE.code}.get(exc.status, errors.BAD_REQUEST.code)
-        request.app[METRICS].error(code)
-        return error_response(exc.reason, exc.status)
-
-
-@web.middleware
-async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """This API's error shape, and the CORS headers that let an allowed site's page read its answers."""
-    if not is_libretranslate(request):
-        return await handler(request)
-    response = await _answer(request, handler)
-    origin = _allowed_origin(request)
+async def add_cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Let an allowed site's page read this API's answers, errors included."""
+    origin = _allowed_origin(request) if is_libretranslate(request) else None
     if origin is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
-    return response
