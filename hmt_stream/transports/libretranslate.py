@@ -14,8 +14,9 @@ from . import libre_codes, libre_files
 from .documents import detect_text
 from .guard import authenticate, leave_auth_to_routes
 from .libre_text import translate
-from .libre_wire import PREFIX, api_key, bad, detected, preflight, read_body
+from .libre_wire import PREFIX, add_cors, api_key, bad, detected, error_response, preflight, read_body
 from .origin import accept_form_bodies
+from .rest import ERROR_SHAPES
 
 
 async def detect(request: web.Request) -> web.Response:
@@ -64,4 +65,7 @@ def setup(app: web.Application) -> None:
         resource.add_route("OPTIONS", preflight)
     accept_form_bodies(app, "/translate", "/detect", "/translate_file")
     leave_auth_to_routes(app, *(path for _, path, _ in routes))
+    # Errors in this API's shape, the guard's refusals (origin, host, auth failures) included.
+    app.setdefault(ERROR_SHAPES, {}).update({path.split("{")[0]: error_response for _, path, _ in routes})
+    app.on_response_prepare.append(add_cors)
     libre_files.setup(app)
