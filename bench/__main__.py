@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import cpu, documents, remote, report
+from . import batching, cpu, documents, remote, report
 from .server import raise_file_limit
 
 SUITES = {
@@ -28,6 +28,7 @@ SUITES = {
     "idle_ws": cpu.idle_websockets,
     "cache": cpu.cache,
     "ttft": cpu.ttft,
+    "batching": batching.suite,
     "documents": documents.documents,
     "remote": remote.suite,
 }

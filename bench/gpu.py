@@ -11,8 +11,8 @@ takes seconds, not the minutes a CPU init and copy would. Figures, per mode (bf1
   decode step by itself when a static cache is used on CUDA);
 - the first delta through TransformersEngine (tokenizer, worker thread, incremental decoder included);
 - aggregate tokens/s at 8, 32 and 64 concurrent streams through the Translator, once with TransformersEngine
-  (one generate() per worker thread, as served today) and once with a prototype engine over transformers'
-  continuous batching (ContinuousBatchingEngine below: all streams share one batch).
+  (one generate() per worker thread: model.batching = false) and once with BatchedEngine (every stream in one
+  decode loop, the default).
 
     python -m bench.gpu                 # on a CUDA machine; prints the figures and writes --json
     python -m bench.gpu --write         # also files them into docs/benchmarks.json and docs/benchmarks.md
@@ -31,9 +31,8 @@ import platform
 import statistics
 import sys
 import time
-import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from hmt_stream.app import build_translator
 from hmt_stream.config import Settings
 from hmt_stream.engine import ChatPrompt, Engine, GenerationOptions
 from hmt_stream.engine.demo import CHAT_TEMPLATE
-from hmt_stream.engine.streaming import IncrementalDecoder
 from hmt_stream.prompts import build_prompt
 from hmt_stream.request import TranslationRequest
 
@@ -65,10 +63,10 @@ PAD, BOS, EOS = 0, 1, 2
 
 # -- the model, its tokenizer, the device ------------------------------------------------------------------------
 
-def model_config(tiny: bool) -> Any:
+def model_config(tiny: bool, shape: dict[str, Any] | None = None) -> Any:
     from transformers import HunYuanDenseV1Config
 
-    shape = TINY_SHAPE if tiny else FULL_SHAPE
+    shape = shape or (TINY_SHAPE if tiny else FULL_SHAPE)
     return HunYuanDenseV1Config(**shape, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS, eod_token_id=EOS)
 
 
@@ -300,112 +298,6 @@ async def streams_through_translator(engine: Engine, streams: int, *, new_tokens
             **({"failed": failed[:3]} if failed else {})}
 
 
-class ContinuousGeneration:
-    """One request of the ContinuousBatchingEngine: token ids arrive on the loop, leave as text deltas."""
-
-    def __init__(self, engine: ContinuousBatchingEngine, request_id: str) -> None:
-        self.tokens = 0
-        self._engine = engine
-        self._request_id = request_id
-        self._decoder = IncrementalDecoder(engine.tokenizer)
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._seen = 0
-        self._error: str | None = None
-        self._closed = False
-
-    def on_result(self, output: Any) -> None:
-        if self._closed:
-            return
-        ids = list(output.generated_tokens[self._seen:])
-        self._seen += len(ids)
-        if ids:
-            self.tokens += len(ids)
-            text = self._decoder.push(ids)
-            if text:
-                self._queue.put_nowait(text)
-        if output.is_finished():
-            if output.error:
-                self._error = str(output.error)
-            else:
-                self._queue.put_nowait(self._decoder.flush())
-            self._close()
-
-    def _close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._queue.put_nowait(None)
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        while (text := await self._queue.get()) is not None:
-            if text:
-                yield text
-        if self._error is not None:
-            raise RuntimeError(self._error)
-
-    def cancel(self) -> None:
-        self._engine.manager.cancel_request(self._request_id)
-        self._close()
-
-    async def wait_closed(self) -> None:
-        return None  # the manager frees the request's cache blocks itself
-
-
-class ContinuousBatchingEngine:
-    """PROTOTYPE, for this benchmark: the Engine protocol over transformers' ContinuousBatchingManager, so that
-    every stream shares one batch (one decode step per token for all of them) instead of a thread each."""
-
-    def __init__(self, model: Any, tokenizer: Any, *, options: GenerationOptions, max_streams: int,
-                 max_prompt_tokens: int, max_new_tokens: int) -> None:
-        from transformers import ContinuousBatchingConfig, GenerationConfig
-        from transformers.generation.continuous_batching.utils import WorkloadHints
-
-        self.model_id, self.demo = "random-weights", True
-        self.tokenizer = tokenizer
-        sampling: dict[str, Any] = {"do_sample": False}
-        if options.temperature > 0:
-            sampling = {"do_sample": True, "temperature": options.temperature, "top_k": options.top_k,
-                        "top_p": options.top_p}
-        # No repetition_penalty: transformers' continuous batching does not support it (it would drop it).
-        config = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=EOS, pad_token_id=PAD, **sampling)
-        hints = WorkloadHints(max_prompt_length=max_prompt_tokens, max_generated_length=max_new_tokens,
-                              num_requests=max_streams)
-        sizes = ContinuousBatchingConfig()
-        if model.device.type != "cuda":  # sized from free GPU memory otherwise; on CPU it would take all the RAM
-            tokens = max_streams * (max_prompt_tokens + max_new_tokens)
-            sizes = ContinuousBatchingConfig(num_blocks=tokens // sizes.page_size + max_streams + 1,
-                                             max_batch_tokens=max(256, max_streams * max_prompt_tokens))
-        self.manager = model.init_continuous_batching(generation_config=config, continuous_batching_config=sizes,
-                                                      workload_hints=hints)
-        if model.device.type == "cuda":  # captures CUDA graphs for the batch sizes ahead; nothing to gain on CPU
-            self.manager.warmup()
-        self.manager.start()
-
-    def prompt_ids(self, prompt: ChatPrompt) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(prompt.as_dicts(), add_generation_prompt=prompt.add_generation_prompt,
-                                                 continue_final_message=prompt.continue_final_message,
-                                                 tokenize=True, return_dict=False)
-        return list(ids)
-
-    def prompt_tokens(self, prompt: ChatPrompt) -> int:
-        return len(self.prompt_ids(prompt))
-
-    def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> ContinuousGeneration:
-        request_id = uuid.uuid4().hex
-        generation = ContinuousGeneration(self, request_id)
-        # The handler goes in first, so that no result can arrive before anyone listens for it.
-        self.manager.register_result_handler(request_id, generation.on_result)
-        self.manager.add_request(self.prompt_ids(prompt), request_id=request_id,
-                                 max_new_tokens=options.max_new_tokens, streaming=True)
-        return generation
-
-    async def warmup(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        self.manager.stop(block=True, timeout=10)
-        self.manager.destroy()
-
-
 # -- the run ----------------------------------------------------------------------------------------------------------
 
 def _error(exc: BaseException) -> dict[str, str]:
@@ -424,6 +316,7 @@ async def bench_mode(mode: str, args: argparse.Namespace, config: Any, tokenizer
                      bandwidth: float) -> dict[str, Any]:
     import torch
 
+    from hmt_stream.engine.batched import BatchedEngine
     from hmt_stream.engine.transformers import TransformersEngine
 
     out: dict[str, Any] = {}
@@ -450,7 +343,7 @@ async def bench_mode(mode: str, args: argparse.Namespace, config: Any, tokenizer
             out["engine_first_delta_ms_p50"] = _error(exc)
     await engine.close()
 
-    streams: dict[str, dict[str, Any]] = {"threads": {}, "continuous": {}}
+    streams: dict[str, dict[str, Any]] = {"threads": {}, "batched": {}}
     for count in args.streams:
         with _step(f"{mode}: {count} streams, TransformersEngine"):
             threaded = TransformersEngine(model, tokenizer, model_id="random-weights", demo=True, workers=count)
@@ -461,21 +354,15 @@ async def bench_mode(mode: str, args: argparse.Namespace, config: Any, tokenizer
                 streams["threads"][str(count)] = _error(exc)
             await threaded.close()
     for count in args.streams:
-        with _step(f"{mode}: {count} streams, continuous batching"):
+        with _step(f"{mode}: {count} streams, BatchedEngine"):
+            batched = BatchedEngine(model, tokenizer, model_id="random-weights", demo=True, max_batch=count)
             try:
-                batching = ContinuousBatchingEngine(
-                    model, tokenizer, options=GenerationOptions(), max_streams=count,
-                    max_prompt_tokens=args.prompt_tokens + 8, max_new_tokens=args.new_tokens)
+                streams["batched"][str(count)] = await streams_through_translator(
+                    batched, count, new_tokens=args.new_tokens, prompt_tokens=args.prompt_tokens)
             except Exception as exc:
-                streams["continuous"][str(count)] = _error(exc)
-                continue
-            try:
-                streams["continuous"][str(count)] = await streams_through_translator(
-                    batching, count, new_tokens=args.new_tokens, prompt_tokens=args.prompt_tokens)
-            except Exception as exc:
-                streams["continuous"][str(count)] = _error(exc)
+                streams["batched"][str(count)] = _error(exc)
             finally:
-                await batching.close()
+                await batched.close()
     out["streams"] = streams
     del model, engine
     if args.device.startswith("cuda"):

@@ -81,6 +81,11 @@ def file_gpu_results(gpu: dict[str, Any], folder: Path = DOCS) -> Path:
     return write({"gpu": gpu}, folder)
 
 
+def file_results(results: dict[str, Any], folder: Path = DOCS) -> Path:
+    """One suite's figures (its own key) into the JSON file, the others left as they are; the document again."""
+    return write(results, folder)
+
+
 # -- formatting -----------------------------------------------------------------------------------------------------
 
 def _n(value: Any, digits: int = 1) -> str:
@@ -130,7 +135,7 @@ def _gc(row: dict[str, Any]) -> str:
 def render(data: dict[str, Any]) -> str:
     parts = [_header(data), _summary(data), _machine(data), _method(), _cost(data), _concurrency(data),
              _cache(data), _ttft(data), documents.section(data.get("documents")), _remote(data.get("remote")),
-             _reading(), _gpu(data.get("gpu"))]
+             _batching(data.get("batching")), _reading(), _gpu(data.get("gpu"))]
     return "\n".join(part for part in parts if part)
 
 
@@ -373,6 +378,73 @@ def _ttft(data: dict[str, Any]) -> str:
                       "engine → client p50 (ms)", "tokens made by the first delta, p50"], rows))
 
 
+def _batching(batching: dict[str, Any] | None) -> str:
+    head = "## 7. Batching: the local engine, concurrent sessions\n\n"
+    if not batching:
+        return ""
+    if "error" in batching:
+        return head + f"Failed: `{batching['error']}`\n"
+    t, v, engine = batching.get("targets", {}), batching.get("verdict", {}), batching.get("batched_engine", {})
+    out = head
+    if batching.get("quick"):
+        out += "> **A `--quick` run** (a tiny model): a smoke test of the suite, not a benchmark.\n\n"
+    out += (
+        f"`python -m bench.batching` ({batching.get('when')}, {batching.get('duration_s')} s): a HunYuanDenseV1 "
+        f"with random weights, {batching.get('parameters', 0) / 1e6:,.0f} M parameters in float32 (hidden 1024, "
+        "16 layers, FFN 2816, 4 KV heads, 32,000 words), torch on "
+        f"{batching.get('torch_threads')} threads (OpenMP wait policy {batching.get('omp_wait_policy')}). N "
+        f"sessions start at once, each with its own prompt of {batching.get('prompt_tokens')} tokens, sampling "
+        f"with the model card's settings, {batching.get('new_tokens')} new tokens each. **threads**: "
+        "TransformersEngine, a `generate()` per session in a thread of its own (`model.batching = false`); "
+        f"**batched**: BatchedEngine (batch {engine.get('max_batch')}, prefill chunk {engine.get('prefill_chunk')}, "
+        f"{engine.get('attention')} attention, weight-first linears {'on' if engine.get('weight_first') else 'off'}). "
+        "*tokens/s*: every token ÷ the time from the start to the last session's end (prefill included); "
+        "*ms/token*: the median gap between two deltas of one session (a delta is one token with this "
+        "word-level tokenizer); *CPU ms/token*: this process's CPU time ÷ tokens; *others*: the rest of the "
+        "machine's CPU use meanwhile (on its cores).\n\n")
+    rows = []
+    runs = batching.get("runs", {})
+    for count in runs.get("batched", {}):
+        a, b = runs.get("threads", {}).get(count, {}), runs["batched"][count]
+        ratio = b["tokens_per_s"] / a["tokens_per_s"] if a.get("tokens_per_s") else None
+        rows.append([count, _n(a.get("tokens_per_s")), _n(b.get("tokens_per_s")),
+                     "–" if ratio is None else f"{ratio:.2f}×",
+                     f"{_n(a.get('ms_per_token_p50'))} / {_n(b.get('ms_per_token_p50'))}",
+                     f"{_n(a.get('ttft_ms_p50'), 0)} / {_n(b.get('ttft_ms_p50'), 0)}",
+                     f"{_n(a.get('cpu_ms_per_token'))} / {_n(b.get('cpu_ms_per_token'))}",
+                     f"{_n(a.get('others_cpu_pct'), 0)} / {_n(b.get('others_cpu_pct'), 0)} %"])
+    out += _table(["sessions", "threads tok/s", "batched tok/s", "batched ÷ threads",
+                   "ms/token p50, threads / batched", "first token p50 (ms), threads / batched",
+                   "CPU ms/token, threads / batched", "others' CPU, threads / batched"], rows)
+    speedup, ratio = v.get("speedup_at_8"), v.get("ms_per_token_8_over_1")
+    if speedup is not None:
+        goal = t.get("speedup_at_8", 0)
+        out += (f"\n- Aggregate tokens/s at 8 sessions, batched ÷ threads: **{speedup:.2f}×** (target ≥ {goal:g}×: "
+                f"{_verdict(speedup >= goal)})\n")
+    if ratio is not None:
+        limit = t.get("ms_per_token_8_over_1", 0)
+        out += (f"- Batched time per token at 8 sessions ÷ at 1: **{ratio:.2f}×** (target ≤ {limit:g}×: "
+                f"{_verdict(ratio <= limit)})\n")
+    linear = batching.get("linear_2816x1024")
+    if linear:
+        out += (f"- One 2816×1024 layer, best of 30: 1 row {_n(linear['1']['x_wt_us'], 0)} µs; 8 rows "
+                f"{_n(linear['8']['x_wt_us'], 0)} µs as torch computes it (x·Wᵀ), {_n(linear['8']['w_xt_us'], 0)} "
+                "µs weight-first ((W·xᵀ)ᵀ, what BatchedEngine does on CPU).\n")
+    out += (f"- Load average before / after: {batching.get('load_before')} / {batching.get('load_after')} (2 "
+            "cores: above 2, other work was waiting for a core); each figure was taken after waiting (at most "
+            "10 s, 90 s in all) for the machine to be under 25 % busy, and again when others used more than "
+            f"40 % of it meanwhile, keeping the quieter: {_n(batching.get('quiet_wait_s'))} s waited, "
+            f"{_n(batching.get('retries'))} taken again.\n\n"
+            "Reading them: one session's step reads every weight (0.85 GB) and is bound by memory bandwidth; a "
+            "thread per session repeats that read for each, so threads add little. A batched step reads the "
+            "weights once for all rows, but a CPU has little arithmetic per byte of bandwidth: from a few rows on "
+            "the step is bound by arithmetic (8 rows through one layer: about twice one row's time, above), so "
+            "on a CPU the time per token grows with the batch while tokens/s still climb. A GPU has dozens of times "
+            "more arithmetic per byte and stays bandwidth-bound past 64 rows. *CPU ms/token* is the least "
+            "disturbed by a busy machine: it shows what a token costs each engine.\n")
+    return out
+
+
 def _reading() -> str:
     return """## Reading the figures
 
@@ -410,9 +482,9 @@ def _gpu(gpu: dict[str, Any] | None) -> str:
                 "> Targets: batch-1 decode ≥ 75 % of the bandwidth bound (weight bytes ÷ measured copy "
                 "bandwidth), time to first token p50 ≤ 25 ms for a 100-token prompt, ≥ 3,000 tokens/s aggregate "
                 "at 64 streams. The script measures bf16 and 8-bit, the dynamic cache (today's engine), a static "
-                "cache and a compiled static cache, and 8/32/64 streams through the Translator with today's "
-                "TransformersEngine (a thread per stream) and with a prototype engine over transformers' "
-                "continuous batching.\n")
+                "cache and a compiled static cache, and 8/32/64 streams through the Translator with "
+                "TransformersEngine (a thread per stream, `model.batching = false`) and with BatchedEngine (one "
+                "decode loop for all of them, the default).\n")
     t = gpu.get("targets", {})
     m = gpu.get("machine", {})
     out = head
@@ -458,9 +530,9 @@ def _gpu(gpu: dict[str, Any] | None) -> str:
                              _verdict(run["tokens_per_s"] >= target) if count == "64" else "–"])
         first = figures.get("engine_first_delta_ms_p50")
         out += f"First delta through TransformersEngine ({mode}), p50: {_n(first, 2)} ms.\n\n"
-    out += ("### Concurrent streams through the Translator\n\n`threads`: today's TransformersEngine, one "
-            "generate() per worker thread; `continuous`: the prototype engine over transformers' continuous batching "
-            "(`bench/gpu.py`, repetition penalty dropped: continuous batching does not support it).\n\n"
+    out += ("### Concurrent streams through the Translator\n\n`threads`: TransformersEngine, one generate() per "
+            "worker thread (`model.batching = false`); `batched`: BatchedEngine, every stream in one decode loop "
+            "(the default; see section 7).\n\n"
             + _table(["mode", "engine", "streams", "aggregate tok/s", "tokens per stream", "TTFT p50 / p99 (ms)",
                       "≥ 3,000 tok/s at 64"], rows))
     return out

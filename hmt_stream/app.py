@@ -14,7 +14,7 @@ from .auth import Authenticator
 from .cache import PhraseCache
 from .config import Settings
 from .documents.detect import detector
-from .engine import Engine, load_engine, options_from
+from .engine import Engine, load_engine, max_concurrent, options_from
 from .engine.remote import RemoteEngine
 from .errors import ConfigError
 from .keys import AUTHENTICATOR, ENGINE, METRICS, SETTINGS, TRANSLATOR
@@ -52,17 +52,17 @@ def web_root(configured: str) -> Path:
     return root
 
 
-def generation_slots(settings: Settings) -> int:
-    """Generations at once: each remote server's share, or what this process's engine is given."""
+def generation_slots(settings: Settings, engine: Engine) -> int:
+    """Generations at once: each remote server's share, or what this process's engine is given (its batch)."""
     r = settings.remote
-    return len(r.endpoints) * r.max_concurrent if r.endpoints else settings.scheduler.max_concurrent
+    return len(r.endpoints) * r.max_concurrent if r.endpoints else max_concurrent(settings, engine)
 
 
 def build_translator(settings: Settings, engine: Engine, observer: Observer | None = None) -> Translator:
     return Translator(
         engine,
         options=options_from(settings),
-        scheduler=Scheduler(generation_slots(settings), settings.scheduler.max_queue,
+        scheduler=Scheduler(generation_slots(settings, engine), settings.scheduler.max_queue,
                             max_per_owner=settings.scheduler.max_per_client),
         cache=PhraseCache(settings.cache.max_entries, settings.cache.ttl_s, enabled=settings.cache.enabled,
                           shared=settings.cache.shared),

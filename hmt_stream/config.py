@@ -67,6 +67,9 @@ class ModelSettings:
     local_files_only: bool = setting(False, "Never contact the hub; load only files already on disk.")
     demo_dir: str = setting("~/.cache/hmt-stream/demo-model", "Where the demo model is built (once) and kept.")
     warmup: bool = setting(True, "Run one short generation at start-up so the first user does not pay for it.")
+    batching: bool = setting(True, "One decode loop serves every running translation: they share each forward "
+                             "pass (the batch holds up to scheduler.max_concurrent). false: a thread per "
+                             "translation, each generating alone.")
     prompts: str = setting("auto", "Prompt templates: hunyuan-mt (Hunyuan-MT-7B's model card), hy-mt1.5 (HY-MT1.5's "
                            "README: terminology, context and formatted templates too), or auto (from model.name).",
                            choices=("auto", "hunyuan-mt", "hy-mt1.5"))
@@ -110,13 +113,16 @@ class GenerationSettings:
     top_p: float = setting(0.6, "Sampling: nucleus top-p (recommended 0.6).", minimum=0.0)
     temperature: float = setting(0.7, "Sampling temperature (recommended 0.7); 0 means greedy.", minimum=0.0)
     repetition_penalty: float = setting(1.05, "Repetition penalty (recommended 1.05).", minimum=0.0)
-    workers: int = setting(1, "Threads that run generation off the event loop (at least scheduler.max_concurrent).",
-                           minimum=1)
+    workers: int = setting(1, "With model.batching = false: threads that run generation off the event loop (at "
+                           "least scheduler.max_concurrent).", minimum=1)
 
 
 @dataclass(frozen=True)
 class SchedulerSettings:
-    max_concurrent: int = setting(1, "Translations generated at the same time.", minimum=1)
+    max_concurrent: int = setting(0, "Translations generated at the same time (with model.batching: the batch "
+                                  "size). 0 = auto: with model.batching 8 on CPU, 64 on CUDA (fewer if the cache "
+                                  "of that many longest translations would not fit in memory); 1 without.",
+                                  minimum=0)
     max_queue: int = setting(16, "Translations that may wait for a free slot; one more is refused as overloaded.",
                              minimum=0)
     max_per_client: int = setting(8, "Most translations one client (API key, token subject, or IP when auth is off) "

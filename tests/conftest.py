@@ -1,7 +1,9 @@
-"""Shared fixtures: the demo checkpoint (built once per run) and the real TransformersEngine over it."""
+"""Shared fixtures: the demo checkpoint (built once per run) and the real engine over it: the one the default
+settings pick (model.batching: BatchedEngine), or TransformersEngine with `pytest --engine threads`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,9 @@ from aiohttp.test_utils import TestClient
 
 from hmt_stream import config
 from hmt_stream.app import build_translator, create_app
+from hmt_stream.engine.batched import BatchedEngine
 from hmt_stream.engine.demo import build_demo_model
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine, TransformersEngine
 from hmt_stream.translator import Translator
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -23,11 +26,22 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo_model(tmp_path_factory.mktemp("demo") / "model")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--engine", choices=("batched", "threads"), default=None,
+                     help="the engine of the shared `engine` fixture: batched (BatchedEngine) or threads "
+                          "(TransformersEngine); default: what model.batching's default picks")
+
+
 @pytest.fixture(scope="session")
-def engine(demo_dir: Path) -> Iterator[TransformersEngine]:
-    engine = TransformersEngine.load(str(demo_dir), model_id="demo", demo=True, device="cpu", workers=4)
+def engine(demo_dir: Path, pytestconfig: pytest.Config) -> Iterator[LocalEngine]:
+    kind = pytestconfig.getoption("engine") or ("batched" if config.Settings().model.batching else "threads")
+    engine: LocalEngine
+    if kind == "batched":
+        engine = BatchedEngine.load(str(demo_dir), model_id="demo", demo=True, device="cpu")
+    else:
+        engine = TransformersEngine.load(str(demo_dir), model_id="demo", demo=True, device="cpu", workers=4)
     yield engine
-    engine._executor.shutdown(wait=True)
+    asyncio.run(engine.close())
 
 
 # Many tests are one client (127.0.0.1) with many sessions, sockets and messages at once.
@@ -51,7 +65,7 @@ def settings(demo_dir: Path) -> config.Settings:
 
 
 @pytest.fixture
-def make_client(aiohttp_client: Any, demo_dir: Path, engine: TransformersEngine) -> MakeClient:
+def make_client(aiohttp_client: Any, demo_dir: Path, engine: LocalEngine) -> MakeClient:
     async def make(**overrides: Any) -> TestClient[Any, Any]:
         app = create_app(make_settings(demo_dir, **overrides), engine=engine)
         client: TestClient[Any, Any] = await aiohttp_client(app)
@@ -66,7 +80,7 @@ async def client(make_client: MakeClient) -> TestClient[Any, Any]:
 
 
 @pytest.fixture
-async def translator(settings: config.Settings, engine: TransformersEngine) -> AsyncIterator[Translator]:
+async def translator(settings: config.Settings, engine: LocalEngine) -> AsyncIterator[Translator]:
     translator = build_translator(settings, engine)
     yield translator
     await translator.close()

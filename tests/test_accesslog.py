@@ -7,13 +7,13 @@ from aiohttp.test_utils import TestServer
 
 from hmt_stream.accesslog import AccessLogger
 from hmt_stream.app import create_app
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 
 from .conftest import make_settings
 
 
 async def test_one_json_line_per_request_without_secrets_or_text(aiohttp_client: Any, demo_dir: Any,
-                                                                  engine: TransformersEngine,
+                                                                  engine: LocalEngine,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(demo_dir, auth__enabled=True, auth__api_keys=("very-secret-key-0123",))
     server = TestServer(create_app(settings, engine=engine))

@@ -15,7 +15,7 @@ from limits.errors import ConfigurationError
 
 from hmt_stream.app import WEB_DIRS, build_translator, create_app
 from hmt_stream.engine.scripted import Script, ScriptedEngine
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 
 from .conftest import MakeClient, make_settings
 from .nginx import free_port
@@ -204,7 +204,7 @@ async def test_the_page_and_its_files_need_no_credentials_with_auth_on(make_clie
 
 
 def test_the_rate_limiter_keeps_its_counters_in_the_configured_storage(demo_dir: Path,
-                                                                       engine: TransformersEngine) -> None:
+                                                                       engine: LocalEngine) -> None:
     # No memcached client library here: the limiter fails to build, which shows it was given this storage.
     with pytest.raises(ConfigurationError, match="pymemcache"):
         build_translator(make_settings(demo_dir, limits__storage="memcached://127.0.0.1:1"), engine)

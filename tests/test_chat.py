@@ -1,6 +1,6 @@
 """Chat requests (the OpenAI API's) through the translator: the same plan, lanes and runner as a translation, with
 the model's text kept verbatim, their own options and cache entries, finish_reason and prompt_tokens. The real
-TransformersEngine on the demo model (its output is not a translation)."""
+engine on the demo model (its output is not a translation)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from hmt_stream.app import build_translator
 from hmt_stream.chat import ChatRequest
 from hmt_stream.engine import ChatPrompt, GenerationOptions
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.request import TranslationRequest
 
 from .conftest import make_settings
@@ -17,7 +17,7 @@ from .conftest import make_settings
 PROMPT = ChatPrompt.user("Say something.")
 
 
-async def test_a_chat_answer_is_the_models_text_exactly(demo_dir: Path, engine: TransformersEngine) -> None:
+async def test_a_chat_answer_is_the_models_text_exactly(demo_dir: Path, engine: LocalEngine) -> None:
     translator = build_translator(make_settings(demo_dir, cache__enabled=False), engine)
     expected, answered = [], []
     for seed in range(6):
@@ -35,7 +35,7 @@ async def test_a_chat_answer_is_the_models_text_exactly(demo_dir: Path, engine: 
 
 
 async def test_a_repeated_chat_is_answered_from_its_own_cache_entry(demo_dir: Path,
-                                                                   engine: TransformersEngine) -> None:
+                                                                   engine: LocalEngine) -> None:
     translator = build_translator(make_settings(demo_dir), engine)
     chat = ChatRequest(PROMPT, (("max_new_tokens", 3), ("seed", 1)))
     first = (await translator.translate(chat)).log[-1].data
@@ -51,7 +51,7 @@ async def test_a_repeated_chat_is_answered_from_its_own_cache_entry(demo_dir: Pa
 
 
 async def test_a_translation_reports_finish_reason_and_prompt_tokens_cached_or_not(
-        demo_dir: Path, engine: TransformersEngine) -> None:
+        demo_dir: Path, engine: LocalEngine) -> None:
     translator = build_translator(make_settings(demo_dir, generation__max_new_tokens=2, generation__temperature=0.0,
                                                 generation__segment_tokens=16), engine)
     request = TranslationRequest("\n\n".join(f"Paragraph {n} is about the wind." for n in range(3)), "en", "fr",

@@ -40,8 +40,8 @@ def test_a_wrong_type_is_an_error_that_names_the_key(tmp_path: Path) -> None:
 def test_bad_values_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model\.dtype: must be one of auto, bfloat16, float16, float32"):
         config.load(write(tmp_path, '[model]\ndtype = "int4"\n'))
-    with pytest.raises(ConfigError, match=r"scheduler\.max_concurrent: must be at least 1"):
-        config.load(write(tmp_path, "[scheduler]\nmax_concurrent = 0\n"))
+    with pytest.raises(ConfigError, match=r"scheduler\.max_concurrent: must be at least 0"):
+        config.load(write(tmp_path, "[scheduler]\nmax_concurrent = -1\n"))
 
 
 def test_file_then_environment_then_flags(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from hmt_stream.cache import PhraseCache
 from hmt_stream.chat import ChatRequest
 from hmt_stream.engine import ChatPrompt, GenerationOptions
 from hmt_stream.engine.base import Message
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.errors import HmtError
 from hmt_stream.plan import Planner
 from hmt_stream.prompts import HY_MT15
@@ -19,11 +19,11 @@ SERVER = GenerationOptions(max_new_tokens=64, temperature=0.7)
 PROMPT = ChatPrompt((Message("system", "Answer in French."), Message("user", "  Good morning  ")))
 
 
-def planner_for(engine: TransformersEngine, *, max_input_tokens: int = 2048) -> Planner:
+def planner_for(engine: LocalEngine, *, max_input_tokens: int = 2048) -> Planner:
     return Planner(engine, HY_MT15, PhraseCache(100, 60), segment_tokens=16, max_input_tokens=max_input_tokens)
 
 
-def test_a_chat_request_is_one_verbatim_job_with_its_own_prompt_options_and_key(engine: TransformersEngine) -> None:
+def test_a_chat_request_is_one_verbatim_job_with_its_own_prompt_options_and_key(engine: LocalEngine) -> None:
     planner = planner_for(engine)
     chat = ChatRequest(PROMPT, (("max_new_tokens", 500), ("seed", 3), ("stop", ("\n",))))
     plan = planner.plan(chat, SERVER)
@@ -40,13 +40,13 @@ def test_a_chat_request_is_one_verbatim_job_with_its_own_prompt_options_and_key(
     assert not translation.verbatim and translation.options == SERVER
 
 
-def test_a_chat_prompt_over_max_input_tokens_is_refused(engine: TransformersEngine) -> None:
+def test_a_chat_prompt_over_max_input_tokens_is_refused(engine: LocalEngine) -> None:
     with pytest.raises(HmtError) as refused:
         planner_for(engine, max_input_tokens=16).plan(ChatRequest(ChatPrompt.user("word " * 40)), SERVER)
     assert refused.value.code == "too_long"
 
 
-def test_a_segment_of_a_document_is_continued_from_its_partial_output(engine: TransformersEngine) -> None:
+def test_a_segment_of_a_document_is_continued_from_its_partial_output(engine: LocalEngine) -> None:
     planner = planner_for(engine)
     text = "\n\n".join(f"Paragraph {n}. The north wind and the sun argued about their strength." for n in range(3))
     request = TranslationRequest(text, "en", "fr", format="markdown", context="A fable.")
@@ -64,7 +64,7 @@ def test_a_segment_of_a_document_is_continued_from_its_partial_output(engine: Tr
     assert again.messages[-1] == Message("assistant", "Le vent du nord") and len(again.messages) == 2
 
 
-def test_a_chat_request_is_continued_from_its_partial_output(engine: TransformersEngine) -> None:
+def test_a_chat_request_is_continued_from_its_partial_output(engine: LocalEngine) -> None:
     planner = planner_for(engine)
     assert planner.prompt_for(ChatRequest(PROMPT), "Bonjour") == PROMPT.continued("Bonjour")
     open_answer = ChatPrompt((*PROMPT.messages, Message("assistant", "Bon")), add_generation_prompt=False,

@@ -1,4 +1,4 @@
-"""The core acceptance: sessions driven by the real TransformersEngine over the demo model."""
+"""The core acceptance: sessions driven by the real engine over the demo model."""
 
 import asyncio
 import dataclasses
@@ -10,7 +10,7 @@ import pytest
 from hmt_stream.app import build_translator
 from hmt_stream.config import Settings
 from hmt_stream.engine import ChatPrompt, GenerationOptions
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.errors import HmtError
 from hmt_stream.request import TranslationRequest
 from hmt_stream.session import Event
@@ -22,7 +22,7 @@ from .conftest import make_settings
 class CountingEngine:
     """The real engine, with a count of its generations (the engine's own calls are untouched)."""
 
-    def __init__(self, engine: TransformersEngine) -> None:
+    def __init__(self, engine: LocalEngine) -> None:
         self._engine = engine
         self.model_id, self.demo = engine.model_id, engine.demo
         self.generations: list[Any] = []
@@ -86,7 +86,7 @@ def note_tokens_on_cancel(generation: Any, counts: list[int]) -> None:
     generation.cancel = cancel
 
 
-async def test_cancel_mid_generation_stops_within_one_decode_step(demo_dir: Any, engine: TransformersEngine) -> None:
+async def test_cancel_mid_generation_stops_within_one_decode_step(demo_dir: Any, engine: LocalEngine) -> None:
     counting = CountingEngine(engine)
     translator = build_translator(make_settings(demo_dir, generation__max_new_tokens=400), counting)
     session = translator.submit(request("Please stop me in the middle"))
@@ -104,7 +104,7 @@ async def test_cancel_mid_generation_stops_within_one_decode_step(demo_dir: Any,
     await translator.close()
 
 
-async def test_queue_positions_decrease_and_one_more_is_overloaded(demo_dir: Any, engine: TransformersEngine) -> None:
+async def test_queue_positions_decrease_and_one_more_is_overloaded(demo_dir: Any, engine: LocalEngine) -> None:
     settings: Settings = make_settings(demo_dir, scheduler__max_concurrent=1, scheduler__max_queue=2,
                                        cache__enabled=False, generation__max_new_tokens=12)
     translator = build_translator(settings, engine)
@@ -119,8 +119,9 @@ async def test_queue_positions_decrease_and_one_more_is_overloaded(demo_dir: Any
     await translator.close()
 
 
-async def test_cancelling_a_queued_session_frees_its_place(demo_dir: Any, engine: TransformersEngine) -> None:
-    translator = build_translator(make_settings(demo_dir, scheduler__max_queue=2, cache__enabled=False), engine)
+async def test_cancelling_a_queued_session_frees_its_place(demo_dir: Any, engine: LocalEngine) -> None:
+    settings = make_settings(demo_dir, scheduler__max_concurrent=1, scheduler__max_queue=2, cache__enabled=False)
+    translator = build_translator(settings, engine)
     running, waiting, last = (translator.submit(request(f"Text {i}")) for i in range(3))
     assert waiting.cancel()
     assert waiting.log[-1].type == "cancelled" and translator.scheduler.queued == 1
@@ -130,7 +131,7 @@ async def test_cancelling_a_queued_session_frees_its_place(demo_dir: Any, engine
     await translator.close()
 
 
-async def test_a_repeated_request_is_answered_from_the_cache(demo_dir: Any, engine: TransformersEngine) -> None:
+async def test_a_repeated_request_is_answered_from_the_cache(demo_dir: Any, engine: LocalEngine) -> None:
     counting = CountingEngine(engine)
     translator = build_translator(make_settings(demo_dir), counting)
     first = await translator.translate(request("The cache remembers"))
@@ -144,7 +145,7 @@ async def test_a_repeated_request_is_answered_from_the_cache(demo_dir: Any, engi
     assert len(counting.generations) == 2
 
 
-async def test_cancelled_translations_are_not_cached(demo_dir: Any, engine: TransformersEngine) -> None:
+async def test_cancelled_translations_are_not_cached(demo_dir: Any, engine: LocalEngine) -> None:
     counting = CountingEngine(engine)
     translator = build_translator(make_settings(demo_dir), counting)
     session = translator.submit(request("Cancelled early"))
@@ -159,7 +160,7 @@ async def test_cancelled_translations_are_not_cached(demo_dir: Any, engine: Tran
 
 @pytest.mark.parametrize("option,value", [("top_k", 5), ("top_p", 0.9), ("temperature", 0.0),
                                           ("repetition_penalty", 1.0), ("max_new_tokens", 7)])
-async def test_a_translation_made_with_other_sampling_options_is_no_cache_hit(demo_dir: Any, engine: TransformersEngine,
+async def test_a_translation_made_with_other_sampling_options_is_no_cache_hit(demo_dir: Any, engine: LocalEngine,
                                                                              option: str, value: Any) -> None:
     counting = CountingEngine(engine)
     translator = build_translator(make_settings(demo_dir, generation__max_new_tokens=8), counting)
@@ -172,9 +173,9 @@ async def test_a_translation_made_with_other_sampling_options_is_no_cache_hit(de
 
 
 async def test_ttft_and_elapsed_count_from_the_request_so_time_in_the_queue_is_included(
-        demo_dir: Any, engine: TransformersEngine) -> None:
-    settings = make_settings(demo_dir, generation__temperature=0.0, generation__max_new_tokens=300,
-                             cache__enabled=False)
+        demo_dir: Any, engine: LocalEngine) -> None:
+    settings = make_settings(demo_dir, scheduler__max_concurrent=1, generation__temperature=0.0,
+                             generation__max_new_tokens=300, cache__enabled=False)
     translator = build_translator(settings, engine)
     first = translator.submit(request("Hello there, how are you?"))  # holds the only slot
     second = translator.submit(request("Waiting in line"))
@@ -206,7 +207,7 @@ async def test_non_ascii_streams_never_contain_replacement_characters(translator
         assert "".join(deltas) == session.log[-1].data["text"]
 
 
-async def test_input_over_the_token_limit_is_refused(demo_dir: Any, engine: TransformersEngine) -> None:
+async def test_input_over_the_token_limit_is_refused(demo_dir: Any, engine: LocalEngine) -> None:
     translator = build_translator(make_settings(demo_dir, generation__max_input_tokens=32), engine)
     with pytest.raises(HmtError) as caught:
         translator.submit(request("word " * 40))

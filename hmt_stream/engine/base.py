@@ -119,36 +119,36 @@ class Engine(Protocol):
 _END = object()
 
 
-class ThreadedGeneration:
-    """Runs `produce(self)` in an executor; the producer calls emit() per delta and polls stop_requested."""
+class BridgedGeneration:
+    """A generation produced in another thread: the producer calls emit() per delta and end() once, and stops
+    when stop_requested is set; the event loop reads the deltas by async iteration."""
 
-    def __init__(self, executor: Executor, produce: Callable[[ThreadedGeneration], None]) -> None:
+    def __init__(self) -> None:
         self.tokens = 0
         self.stop_requested = threading.Event()
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._error: BaseException | None = None
-        self._done = self._loop.run_in_executor(executor, self._run, produce)
 
-    # -- worker thread side ----------------------------------------------------------------------------------
+    # -- producer thread side --------------------------------------------------------------------------------
 
     def emit(self, text: str) -> None:
         if text:
             self._post(text)
 
+    def end(self, error: BaseException | None = None) -> None:
+        """The last call: the reader stops after the deltas so far, raising `error` if one is given."""
+        self._error = error
+        self._post(_END)
+
     def _post(self, item: object) -> None:
+        self._call(self._queue.put_nowait, item)
+
+    def _call(self, callback: Callable[..., object], *args: object) -> None:
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self._loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:  # the loop has closed (shutdown); nobody is left to read
             self.stop_requested.set()
-
-    def _run(self, produce: Callable[[ThreadedGeneration], None]) -> None:
-        try:
-            produce(self)
-        except BaseException as exc:  # handed to the reader, which re-raises it on the loop
-            self._error = exc
-        finally:
-            self._post(_END)
 
     # -- event loop side -------------------------------------------------------------------------------------
 
@@ -164,6 +164,23 @@ class ThreadedGeneration:
 
     def cancel(self) -> None:
         self.stop_requested.set()
+
+
+class ThreadedGeneration(BridgedGeneration):
+    """Runs `produce(self)` in an executor; the producer calls emit() per delta and polls stop_requested."""
+
+    def __init__(self, executor: Executor, produce: Callable[[ThreadedGeneration], None]) -> None:
+        super().__init__()
+        self._done = self._loop.run_in_executor(executor, self._run, produce)
+
+    def _run(self, produce: Callable[[ThreadedGeneration], None]) -> None:
+        error: BaseException | None = None
+        try:
+            produce(self)
+        except BaseException as exc:  # handed to the reader, which re-raises it on the loop
+            error = exc
+        finally:
+            self.end(error)
 
     async def wait_closed(self) -> None:
         """Wait until the worker thread has returned, so its slot is really free."""

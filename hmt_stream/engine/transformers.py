@@ -7,10 +7,10 @@ import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ..errors import ModelLoadError
-from .base import ChatPrompt, GenerationOptions, ThreadedGeneration
+from .base import ChatPrompt, Generation, GenerationOptions, ThreadedGeneration
 from .streaming import IncrementalDecoder
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ def _check_reachable(name: str, revision: str, local_files_only: bool) -> None:
                              f"cache. {_HELP}") from exc
 
 
+def _quiet_cast_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+
+
 def load_tokenizer(path: str, *, model_id: str, revision: str = "", local_files_only: bool = False) -> Any:
     """The tokenizer of a hub id or local directory; a failure becomes a ModelLoadError that says what to do."""
     from transformers import AutoTokenizer
@@ -98,16 +102,13 @@ class _SeededSampling:
 
     def __init__(self, options: GenerationOptions, device: Any) -> None:
         import torch
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import LogitsProcessorList
+
+        from .sampling import warpers
 
         self._generator = torch.Generator(device=device)
         self._generator.manual_seed(options.seed or 0)
-        warpers: list[Any] = [TemperatureLogitsWarper(options.temperature)]
-        if options.top_k > 0:
-            warpers.append(TopKLogitsWarper(options.top_k))
-        if options.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(options.top_p))
-        self._warpers = LogitsProcessorList(warpers)
+        self._warpers = LogitsProcessorList(warpers(options))
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
@@ -150,15 +151,16 @@ class _DeltaStreamer:
         self._generation.emit(self._decoder.flush())
 
 
-class TransformersEngine:
-    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, demo: bool, workers: int) -> None:
+class LocalEngine:
+    """What the engines over a local transformers model share: loading, the tokenizer, prompt ids, end tokens."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, demo: bool) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.demo = demo
         self.device = str(getattr(model, "device", "cpu"))
         self._prompt_ids = functools.lru_cache(maxsize=256)(self._encode)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hmt-generate")
         eos = model.generation_config.eos_token_id
         self._eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
                             *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
@@ -166,8 +168,9 @@ class TransformersEngine:
     @classmethod
     def load(cls, path: str, *, model_id: str, demo: bool, device: str = "auto", dtype: str = "auto",
              load_in_8bit: bool = False, revision: str = "", local_files_only: bool = False,
-             workers: int = 1) -> TransformersEngine:
-        """Load a hub id or a local directory; any failure becomes a ModelLoadError that says what to do."""
+             **engine: Any) -> Self:
+        """Load a hub id or a local directory; any failure becomes a ModelLoadError that says what to do.
+        `engine` holds the keyword arguments of this engine class's own constructor (workers, max_batch)."""
         import torch
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -178,8 +181,10 @@ class TransformersEngine:
             if revision:
                 kwargs["revision"] = revision
             if load_in_8bit:
-                # bitsandbytes computes 8-bit matmuls in fp16 on CPU and says so on every call.
+                # bitsandbytes computes 8-bit matmuls in fp16 on CPU and says so on every call (a warning in some
+                # versions, a log line in others).
                 warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+                logging.getLogger("bitsandbytes.autograd._functions").addFilter(_quiet_cast_notice)
                 kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
                 kwargs["device_map"] = {"": device}
             model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device), **kwargs)
@@ -188,7 +193,7 @@ class TransformersEngine:
             model.eval()
         except (OSError, ValueError, RuntimeError, ImportError, MemoryError, torch.OutOfMemoryError) as exc:
             raise ModelLoadError(_explain(model_id, exc)) from exc
-        return cls(model, tokenizer, model_id=model_id, demo=demo, workers=workers)
+        return cls(model, tokenizer, model_id=model_id, demo=demo, **engine)
 
     def prompt_ids(self, prompt: ChatPrompt) -> tuple[int, ...]:
         # Cached: the translator counts a prompt's tokens (for the limit) just before generating it.
@@ -199,6 +204,30 @@ class TransformersEngine:
 
     def prompt_tokens(self, prompt: ChatPrompt) -> int:
         return len(self.prompt_ids(prompt))
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad) if pad is not None else self._eos[0]
+
+    def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> Generation:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def warmup(self) -> None:
+        generation = self.generate(ChatPrompt.user("Hello"), GenerationOptions(max_new_tokens=4))
+        async for _ in generation:
+            pass
+
+
+class TransformersEngine(LocalEngine):
+    """A thread per generation, each running model.generate() (model.batching = false)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, demo: bool, workers: int = 1) -> None:
+        super().__init__(model, tokenizer, model_id=model_id, demo=demo)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hmt-generate")
 
     def generate(self, prompt: ChatPrompt, options: GenerationOptions) -> ThreadedGeneration:
         ids = self.prompt_ids(prompt)
@@ -222,16 +251,11 @@ class TransformersEngine:
                 max_new_tokens=options.max_new_tokens,
                 repetition_penalty=options.repetition_penalty,
                 eos_token_id=self._eos,
-                pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos[0],
+                pad_token_id=self.pad_id,
                 streamer=_DeltaStreamer(self.tokenizer, generation),
                 stopping_criteria=StoppingCriteriaList([_StopOnRequest(generation)]),
                 **sampling,
             )
-
-    async def warmup(self) -> None:
-        generation = self.generate(ChatPrompt.user("Hello"), GenerationOptions(max_new_tokens=4))
-        async for _ in generation:
-            pass
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

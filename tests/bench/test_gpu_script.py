@@ -42,9 +42,9 @@ def test_tiny_run_measures_every_figure(tmp_path: Path) -> None:
         assert figures["decode"]["static"]["tokens_per_s"] > 0
         assert "skipped" in figures["decode"]["static+compile"]
         assert "engine_first_delta_ms_p50" in figures
-        for engine in ("threads", "continuous"):
+        for engine in ("threads", "batched"):
             run = figures["streams"][engine]["3"]
             assert run["tokens"] > 0 and run["tokens_per_s"] > 0, (mode, engine, run)
     assert result["modes"]["int8"]["weight_bytes"] < result["modes"]["bf16"]["weight_bytes"]
     section = report.render({"gpu": result})
-    assert "--tiny" in section and "| bf16 | dynamic |" in section and "| int8 | continuous | 3 |" in section
+    assert "--tiny" in section and "| bf16 | dynamic |" in section and "| int8 | batched | 3 |" in section

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hmt_stream.app import build_translator
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.request import TranslationRequest
 from hmt_stream.session import Event, TranslationSession
 from hmt_stream.translator import Translator
@@ -54,7 +54,7 @@ def check_document(session: TranslationSession, log: list[Event], translator: Tr
 
 @pytest.mark.slow
 async def test_a_mixed_script_markdown_document_streams_in_order(demo_dir: Path,
-                                                                 engine: TransformersEngine) -> None:
+                                                                 engine: LocalEngine) -> None:
     translator = translator_for(demo_dir, engine)
     text = markdown_document(20_000)
     assert len(text) >= 20_000
@@ -72,7 +72,7 @@ async def test_a_mixed_script_markdown_document_streams_in_order(demo_dir: Path,
 
 
 @pytest.mark.slow
-async def test_an_html_page_keeps_tags_attributes_and_pre(demo_dir: Path, engine: TransformersEngine) -> None:
+async def test_an_html_page_keeps_tags_attributes_and_pre(demo_dir: Path, engine: LocalEngine) -> None:
     translator = translator_for(demo_dir, engine)
     page = html_page(12)
     session = translator.submit(TranslationRequest(page, "en", "de", format="html"))
@@ -90,7 +90,7 @@ async def test_an_html_page_keeps_tags_attributes_and_pre(demo_dir: Path, engine
 
 
 async def test_editing_one_paragraph_generates_only_its_segments(demo_dir: Path,
-                                                                 engine: TransformersEngine) -> None:
+                                                                 engine: LocalEngine) -> None:
     counting = CountingEngine(engine)
     translator = translator_for(demo_dir, counting, model__prompts="hy-mt1.5")
     paragraphs = [f"Paragraph {n}. {PROSE['en']}" for n in range(6)]
@@ -111,7 +111,7 @@ async def test_editing_one_paragraph_generates_only_its_segments(demo_dir: Path,
     await translator.close()
 
 
-async def test_cancel_stops_every_segment(demo_dir: Path, engine: TransformersEngine) -> None:
+async def test_cancel_stops_every_segment(demo_dir: Path, engine: LocalEngine) -> None:
     counting = CountingEngine(engine)
     translator = translator_for(demo_dir, counting, generation__max_new_tokens=400, generation__temperature=0.0,
                                 cache__enabled=False)
@@ -130,7 +130,7 @@ async def test_cancel_stops_every_segment(demo_dir: Path, engine: TransformersEn
     await translator.close()
 
 
-async def test_started_names_the_detected_source(demo_dir: Path, engine: TransformersEngine) -> None:
+async def test_started_names_the_detected_source(demo_dir: Path, engine: LocalEngine) -> None:
     translator = translator_for(demo_dir, engine)
     session = await translator.translate(TranslationRequest(
         "Le vent du nord et le soleil se disputaient pour savoir lequel était le plus fort.", "auto", "en"))
@@ -142,7 +142,7 @@ async def test_started_names_the_detected_source(demo_dir: Path, engine: Transfo
     await translator.close()
 
 
-async def test_documents_count_against_the_character_rate(demo_dir: Path, engine: TransformersEngine) -> None:
+async def test_documents_count_against_the_character_rate(demo_dir: Path, engine: LocalEngine) -> None:
     from hmt_stream.errors import HmtError
 
     translator = translator_for(demo_dir, engine, limits__chars_per_minute=100)

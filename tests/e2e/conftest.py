@@ -1,4 +1,4 @@
-"""Browser fixtures: the real app on loopback (real TransformersEngine, demo model) and Debian's chromium."""
+"""Browser fixtures: the real app on loopback (the real engine, demo model) and Debian's chromium."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from hmt_stream.app import create_app
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from tests.conftest import make_settings
 
 from .server import LiveServer
@@ -45,7 +45,7 @@ LONG = {"generation__max_new_tokens": 500, "generation__temperature": 0.0}
 
 
 @pytest.fixture
-def serve(demo_dir: Path, engine: TransformersEngine) -> Iterator[Serve]:
+def serve(demo_dir: Path, engine: LocalEngine) -> Iterator[Serve]:
     """serve(**overrides) starts the app with make_settings overrides (`transports__websocket=False`, …);
     serve(silent_websocket=True) makes /ws accept the upgrade and then say nothing."""
     servers: list[LiveServer] = []

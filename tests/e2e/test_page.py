@@ -123,7 +123,7 @@ def test_swap_counter_and_keyboard(serve: Serve, pages: Pages) -> None:
 
 
 def test_stop_cancels_on_the_server(serve: Serve, pages: Pages, shot) -> None:
-    server = serve(**{**LONG, "generation__max_new_tokens": 2000})
+    server = serve(**{**LONG, "generation__max_new_tokens": 2000, "scheduler__max_concurrent": 1})
     page = pages.open(server.url)
     translate(page, "Please keep talking for a long while.", "en", "de")
     wait_output(page, 40)

@@ -87,7 +87,8 @@ def test_the_content_security_policy_holds_and_the_page_works_under_it(serve: Se
 
 def test_a_token_that_expires_mid_translation_is_renewed_and_the_translation_resumes(serve: Serve,
                                                                                     pages: Pages) -> None:
-    server = serve(auth__enabled=True, auth__api_keys=("e2e-key-0123456789",), auth__token_ttl_s=3)
+    server = serve(auth__enabled=True, auth__api_keys=("e2e-key-0123456789",), auth__token_ttl_s=3,
+                   scheduler__max_concurrent=1)
     page = pages.open(server.url)
     page.fill("#api-key", "e2e-key-0123456789")
     page.click("#signin button[type=submit]")

@@ -16,24 +16,24 @@ from hmt_stream.request import TranslationRequest
 from ..conftest import make_settings
 
 
-def test_the_demo_checkpoint_is_the_real_hunyuan_architecture(engine: TransformersEngine) -> None:
-    assert type(engine.model).__name__ == "HunYuanDenseV1ForCausalLM"
-    assert engine.demo and engine.device == "cpu"
+def test_the_demo_checkpoint_is_the_real_hunyuan_architecture(threads: TransformersEngine) -> None:
+    assert type(threads.model).__name__ == "HunYuanDenseV1ForCausalLM"
+    assert threads.demo and threads.device == "cpu"
 
 
-def test_prompt_goes_through_the_chat_template_without_a_system_prompt(engine: TransformersEngine) -> None:
+def test_prompt_goes_through_the_chat_template_without_a_system_prompt(threads: TransformersEngine) -> None:
     prompt = ChatPrompt.user(build_prompt("你好", "zh", "en"))
-    text = engine.tokenizer.decode(engine.prompt_ids(prompt))
+    text = threads.tokenizer.decode(threads.prompt_ids(prompt))
     assert text == "<|startoftext|>把下面的文本翻译成英语，不要额外解释。\n\n你好<|extra_0|>"
 
 
-def test_a_continued_prompt_leaves_the_partial_answer_open(engine: TransformersEngine) -> None:
+def test_a_continued_prompt_leaves_the_partial_answer_open(threads: TransformersEngine) -> None:
     asked = ChatPrompt.user(build_prompt("Hello", "en", "fr"))
     continued = asked.continued("Bonjour, le")
     assert not continued.add_generation_prompt and continued.continue_final_message
-    text = engine.tokenizer.decode(engine.prompt_ids(continued))
+    text = threads.tokenizer.decode(threads.prompt_ids(continued))
     # The same prompt, then the partial answer with no end-of-turn token after it: the model writes on.
-    assert text == engine.tokenizer.decode(engine.prompt_ids(asked)) + "Bonjour, le"
+    assert text == threads.tokenizer.decode(threads.prompt_ids(asked)) + "Bonjour, le"
     assert continued.continued(" monde").messages[-1].content == "Bonjour, le monde"
     assert asked.continued("") is asked
 
@@ -64,24 +64,24 @@ def test_auto_device_is_cuda_when_there_is_one(monkeypatch: pytest.MonkeyPatch) 
     assert resolve_device("auto") == "cpu" and resolve_device("cuda:1") == "cuda:1"
 
 
-async def test_the_configured_sampling_reaches_the_model(demo_dir: Path, engine: TransformersEngine,
+async def test_the_configured_sampling_reaches_the_model(demo_dir: Path, threads: TransformersEngine,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The settings, through the translator, are what model.generate() is called with (model card: top_k 20,
     top_p 0.6, temperature 0.7, repetition_penalty 1.05; other values here, so that a default cannot pass)."""
     calls: list[dict[str, Any]] = []
-    generate = engine.model.generate
+    generate = threads.model.generate
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(kwargs)
         return generate(*args, **kwargs)
 
-    monkeypatch.setattr(engine.model, "generate", spy)
+    monkeypatch.setattr(threads.model, "generate", spy)
     sampled = make_settings(demo_dir, generation__temperature=0.33, generation__top_k=7, generation__top_p=0.42,
                             generation__repetition_penalty=1.3, generation__max_new_tokens=9)
     greedy = make_settings(demo_dir, generation__temperature=0.0, generation__repetition_penalty=1.2,
                            generation__max_new_tokens=5)
     for settings in (sampled, greedy):
-        translator = build_translator(settings, engine)
+        translator = build_translator(settings, threads)
         await translator.translate(TranslationRequest("Sampling options", "en", "fr"))
         await translator.close()
     names = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty", "max_new_tokens")
@@ -92,17 +92,17 @@ async def test_the_configured_sampling_reaches_the_model(demo_dir: Path, engine:
     ]
 
 
-async def test_generation_streams_text_deltas(engine: TransformersEngine) -> None:
+async def test_generation_streams_text_deltas(threads: TransformersEngine) -> None:
     prompt = ChatPrompt.user(build_prompt("Hello world", "en", "fr"))
-    generation = engine.generate(prompt, GenerationOptions(max_new_tokens=30))
+    generation = threads.generate(prompt, GenerationOptions(max_new_tokens=30))
     deltas = [delta async for delta in generation]
     assert deltas and all(deltas)
     assert 1 <= generation.tokens <= 30
 
 
-async def test_cancel_stops_within_one_decode_step_and_frees_the_worker(engine: TransformersEngine) -> None:
+async def test_cancel_stops_within_one_decode_step_and_frees_the_worker(threads: TransformersEngine) -> None:
     prompt = ChatPrompt.user(build_prompt("Hello world", "en", "fr"))
-    generation = engine.generate(prompt, GenerationOptions(max_new_tokens=400, temperature=0.0))
+    generation = threads.generate(prompt, GenerationOptions(max_new_tokens=400, temperature=0.0))
     seen = 0
     async for _ in generation:
         seen += 1

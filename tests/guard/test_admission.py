@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from hmt_stream.app import build_translator
 from hmt_stream.engine import ChatPrompt
 from hmt_stream.engine.scripted import Script, ScriptedEngine
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.errors import HmtError
 from hmt_stream.prompts import build_prompt
 from hmt_stream.request import TranslationRequest
@@ -26,7 +26,7 @@ BODY = {"text": "Counted", "source": "en", "target": "fr"}
 class TokenizerCount:
     """The real engine, counting prompt_tokens() calls (the tokenizer's work)."""
 
-    def __init__(self, engine: TransformersEngine) -> None:
+    def __init__(self, engine: LocalEngine) -> None:
         self._engine = engine
         self.model_id, self.demo = engine.model_id, engine.demo
         self.tokenized = 0
@@ -39,7 +39,7 @@ class TokenizerCount:
         return self._engine.generate(prompt, options)
 
 
-def tokens_of(engine: TransformersEngine, text: str) -> int:
+def tokens_of(engine: LocalEngine, text: str) -> int:
     return engine.prompt_tokens(ChatPrompt.user(build_prompt(text, "en", "fr")))
 
 
@@ -51,7 +51,7 @@ async def code_of(client: TestClient[Any, Any], body: dict[str, str]) -> str:
 
 
 async def test_input_refused_as_too_long_does_not_count_against_the_rate(make_client: MakeClient,
-                                                                       engine: TransformersEngine) -> None:
+                                                                       engine: LocalEngine) -> None:
     short = "Hi"
     client = await make_client(limits__rate="1/minute", generation__max_chars=200,
                                generation__max_input_tokens=tokens_of(engine, short) + 2)
@@ -80,7 +80,7 @@ async def test_overloaded_refusals_do_not_count_against_the_rate(make_client: Ma
 
 
 async def test_the_rate_and_refusal_budget_are_checked_before_the_tokenizer(settings: Any,
-                                                                            engine: TransformersEngine) -> None:
+                                                                            engine: LocalEngine) -> None:
     counting = TokenizerCount(engine)
     short = TranslationRequest("Hi", "en", "fr")
     long = TranslationRequest("many words " * 15, "en", "fr")
@@ -109,7 +109,7 @@ async def test_the_rate_and_refusal_budget_are_checked_before_the_tokenizer(sett
 
 
 async def test_one_client_holds_at_most_its_share_of_slots_and_places(settings: Any,
-                                                                    engine: TransformersEngine) -> None:
+                                                                    engine: LocalEngine) -> None:
     shared = settings.replace({"scheduler.max_concurrent": 1, "scheduler.max_queue": 16,
                                "scheduler.max_per_client": 3, "generation.temperature": 0.0,
                                "generation.max_new_tokens": 2000, "cache.enabled": False})

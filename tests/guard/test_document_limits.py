@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from hmt_stream.app import build_translator
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.errors import HmtError
 from hmt_stream.request import TranslationRequest
 
@@ -25,7 +25,7 @@ BUSY = {"generation.temperature": 0.0, "generation.max_new_tokens": 2000, "cache
 
 
 async def test_a_document_is_one_session_for_the_fair_share_and_the_queue(settings: Any,
-                                                                          engine: TransformersEngine) -> None:
+                                                                          engine: LocalEngine) -> None:
     shared = settings.replace({**BUSY, "scheduler.max_concurrent": 1, "scheduler.max_queue": 2,
                                "scheduler.max_per_client": 2})
     translator = build_translator(shared, engine)
@@ -77,7 +77,7 @@ async def test_a_document_is_one_translation_of_its_length_counted_once_admitted
 
 
 async def test_a_long_document_is_planned_only_after_the_cheap_checks(settings: Any,
-                                                                      engine: TransformersEngine) -> None:
+                                                                      engine: LocalEngine) -> None:
     counting = TokenizerCount(engine)
     limited = settings.replace({"limits.rate": "1/minute", "cache.enabled": False, "limits.refusal_rate": "2/minute",
                                 "generation.max_input_tokens": tokens_of(engine, "Hi") + 2})
@@ -104,7 +104,7 @@ async def test_a_long_document_is_planned_only_after_the_cheap_checks(settings: 
 
 
 async def test_the_dry_run_is_held_to_the_cheap_checks_and_counts_nothing(make_client: MakeClient,
-                                                                          engine: TransformersEngine) -> None:
+                                                                          engine: LocalEngine) -> None:
     client = await make_client(limits__rate="1/minute", limits__refusal_rate="2/minute",
                                generation__max_input_tokens=tokens_of(engine, "Hi") + 2)
     body = {"text": "Hi", "source": "en", "target": "fr"}

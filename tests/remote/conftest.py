@@ -1,6 +1,6 @@
 """Backends for the remote engine's tests: real hmt-stream apps serving the OpenAI API on loopback ports.
 
-Most run the real TransformersEngine on the demo model. Fault injection uses the ScriptedEngine (not a model) or a
+Most run the real engine on the demo model. Fault injection uses the ScriptedEngine (not a model) or a
 tiny app that answers 500, named as such where a test uses them.
 """
 
@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hmt_stream.app import create_app
 from hmt_stream.engine import Engine
 from hmt_stream.engine.remote import RemoteEngine
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.keys import ENGINE, TRANSLATOR
 from hmt_stream.translator import Translator
 from hmt_stream.transports.guard import Handler
@@ -45,7 +45,7 @@ MakeGateway = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 @pytest.fixture
-def backend(aiohttp_server: Any, demo_dir: Path, engine: TransformersEngine) -> MakeBackend:
+def backend(aiohttp_server: Any, demo_dir: Path, engine: LocalEngine) -> MakeBackend:
     """backend(engine=None, port=None, **overrides): an hmt-stream serving the OpenAI API; the demo model unless
     another engine is given."""
     async def start(engine_: Engine | None = None, port: int | None = None, **overrides: Any) -> Backend:

@@ -16,7 +16,7 @@ from hmt_stream.engine.attempt import Attempt
 from hmt_stream.engine.remote import RemoteEngine
 from hmt_stream.engine.router import Router
 from hmt_stream.engine.scripted import Script, ScriptedEngine
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from hmt_stream.errors import ConfigError, ModelLoadError
 from hmt_stream.prompts import build_prompt
 from hmt_stream.request import TranslationRequest
@@ -54,7 +54,7 @@ def check_log(log: list[Event]) -> str:
 
 
 async def test_a_translation_is_what_the_backend_makes_of_hmt_streams_prompt(
-        backend: MakeBackend, gateway: MakeGateway, engine: TransformersEngine) -> None:
+        backend: MakeBackend, gateway: MakeGateway, engine: LocalEngine) -> None:
     server = await backend(**GREEDY)
     client = await gateway([server.url], generation__max_new_tokens=16, **GREEDY)
     answer = await (await client.post("/api/translate", json=BODY)).json()
@@ -79,7 +79,7 @@ async def test_a_translation_is_what_the_backend_makes_of_hmt_streams_prompt(
 
 
 async def test_openai_requests_pass_seed_and_stop_through_the_gateway(
-        backend: MakeBackend, gateway: MakeGateway, engine: TransformersEngine) -> None:
+        backend: MakeBackend, gateway: MakeGateway, engine: LocalEngine) -> None:
     server = await backend(cache__enabled=False)
     client = await gateway([server.url], cache__enabled=False)
     api = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key="none", max_retries=0)
@@ -96,7 +96,7 @@ async def test_openai_requests_pass_seed_and_stop_through_the_gateway(
 
 
 async def test_failures_before_the_first_token_are_retried_unseen(
-        backend: MakeBackend, gateway: MakeGateway, aiohttp_server: Any, engine: TransformersEngine) -> None:
+        backend: MakeBackend, gateway: MakeGateway, aiohttp_server: Any, engine: LocalEngine) -> None:
     stopped = await backend(**GREEDY)
     broken = await faulty_server(aiohttp_server, 500)  # fault injection: answers 500 to every completion
     good = await backend(**GREEDY)
@@ -301,8 +301,10 @@ async def test_a_client_error_from_the_backend_is_a_model_error_not_a_retry(
 def test_endpoints_come_from_config_or_the_environment_comma_separated() -> None:
     settings = config.load(None, environ={"HMT_REMOTE_ENDPOINTS": "http://gpu-1:8000/v1, http://gpu-2:30000/v1"})
     assert settings.remote.endpoints == ("http://gpu-1:8000/v1", "http://gpu-2:30000/v1")
-    assert generation_slots(settings.replace({"remote.max_concurrent": 3})) == 6
-    assert generation_slots(config.Settings()) == config.Settings().scheduler.max_concurrent
+    scripted = ScriptedEngine()  # a stand-in that does not batch: auto (0) gives it one slot
+    assert generation_slots(settings.replace({"remote.max_concurrent": 3}), scripted) == 6
+    assert generation_slots(config.Settings(), scripted) == 1
+    assert generation_slots(config.Settings().replace({"scheduler.max_concurrent": 5}), scripted) == 5
     with pytest.raises(ConfigError, match=r"remote\.endpoints: 'gpu-1:8000' is not an http"):
         config.load(None, environ={"HMT_REMOTE_ENDPOINTS": "gpu-1:8000"})
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from hmt_stream.app import create_app
 from hmt_stream.engine import ChatPrompt, GenerationOptions, Message
 from hmt_stream.engine.scripted import Script, ScriptedEngine
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine
 from tests.conftest import make_settings
 from tests.e2e.server import LiveServer
 
@@ -47,7 +47,7 @@ async def sdk() -> AsyncIterator[Sdk]:
         await api.close()
 
 
-async def generate(engine: TransformersEngine, prompt: ChatPrompt, options: GenerationOptions) -> str:
+async def generate(engine: LocalEngine, prompt: ChatPrompt, options: GenerationOptions) -> str:
     """What the engine itself makes of a prompt: what the API must answer, through the same chat template."""
     return "".join([text async for text in engine.generate(prompt, options)])
 
@@ -79,7 +79,7 @@ async def test_models_are_listed_and_retrieved(client: TestClient[Any, Any], sdk
 
 
 async def test_a_completion_is_what_the_engine_makes_of_the_messages(make_client: MakeClient,
-                                                                      engine: TransformersEngine, sdk: Sdk) -> None:
+                                                                      engine: LocalEngine, sdk: Sdk) -> None:
     client = await make_client(**NO_CACHE)
     api = sdk(client)
     answer = await api.chat.completions.create(model="demo", messages=MESSAGES, max_tokens=12,
@@ -96,7 +96,7 @@ async def test_a_completion_is_what_the_engine_makes_of_the_messages(make_client
         choice.finish_reason == "stop" and answer.usage.completion_tokens < 12)
 
 
-async def test_a_stream_is_chunks_then_usage_then_done(make_client: MakeClient, engine: TransformersEngine,
+async def test_a_stream_is_chunks_then_usage_then_done(make_client: MakeClient, engine: LocalEngine,
                                                        sdk: Sdk) -> None:
     client = await make_client(**NO_CACHE)
     api = sdk(client)
@@ -115,7 +115,7 @@ async def test_a_stream_is_chunks_then_usage_then_done(make_client: MakeClient, 
     assert all(chunk.usage is None for chunk in chunks[:-1])
 
 
-def test_the_sync_sdk_streams_and_completes(demo_dir: Path, engine: TransformersEngine) -> None:
+def test_the_sync_sdk_streams_and_completes(demo_dir: Path, engine: LocalEngine) -> None:
     server = LiveServer(create_app(make_settings(demo_dir, **NO_CACHE), engine=engine)).start()
     try:
         api = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
@@ -146,7 +146,7 @@ async def test_curl_streams_the_documented_example(client: TestClient[Any, Any])
 
 
 async def test_the_chat_template_sees_every_message_and_continues_a_final_assistant_one(
-        make_client: MakeClient, engine: TransformersEngine, sdk: Sdk) -> None:
+        make_client: MakeClient, engine: LocalEngine, sdk: Sdk) -> None:
     client = await make_client(**NO_CACHE)
     api = sdk(client)
     messages: Any = [{"role": "system", "content": "You translate."},

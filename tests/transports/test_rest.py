@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 from hmt_stream import __version__
 from hmt_stream.app import create_app
 from hmt_stream.engine.scripted import Script, ScriptedEngine
-from hmt_stream.engine.transformers import TransformersEngine
+from hmt_stream.engine.transformers import LocalEngine, TransformersEngine
 
 from ..conftest import make_settings
 from .conftest import MakeClient, create, translator_of
@@ -46,7 +46,8 @@ async def test_errors_are_json_with_stable_codes(make_client: MakeClient) -> Non
 
 
 async def test_a_full_queue_answers_503_with_retry_after(make_client: MakeClient) -> None:
-    client = await make_client(scheduler__max_queue=0, generation__max_new_tokens=200, cache__enabled=False)
+    client = await make_client(scheduler__max_concurrent=1, scheduler__max_queue=0, generation__max_new_tokens=200,
+                               cache__enabled=False)
     await create(client, "first takes the only slot")
     response = await client.post("/api/sessions", json={"text": "second", "target": "de"})
     assert response.status == 503
@@ -116,7 +117,7 @@ async def test_negotiate_answers_exactly_what_the_protocol_doc_shows(client: Tes
 
 
 async def test_with_a_real_model_nothing_says_demo(aiohttp_client: Any, demo_dir: Path,
-                                                  engine: TransformersEngine) -> None:
+                                                  engine: LocalEngine) -> None:
     # The demo checkpoint's weights, loaded as a real model would be: the flag follows the engine, not the name.
     real = TransformersEngine(engine.model, engine.tokenizer, model_id="some/model", demo=False, workers=1)
     client: TestClient[Any, Any] = await aiohttp_client(create_app(make_settings(demo_dir), engine=real))

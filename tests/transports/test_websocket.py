@@ -121,7 +121,8 @@ async def test_resume_replays_after_a_seq(client: TestClient[Any, Any]) -> None:
 
 
 async def test_overload_is_an_error_message_with_retry_after(make_client: MakeClient) -> None:
-    client = await make_client(scheduler__max_queue=0, generation__max_new_tokens=300, cache__enabled=False)
+    client = await make_client(scheduler__max_concurrent=1, scheduler__max_queue=0, generation__max_new_tokens=300,
+                               cache__enabled=False)
     ws = await connect(client)
     await ws.send_json({"type": "translate", "text": "takes the slot", "target": "fr", "ref": "a"})
     await ws.send_json({"type": "translate", "text": "no room", "target": "fr", "ref": "b"})
