@@ -15,8 +15,9 @@ from .config import AuthSettings
 from .errors import HmtError
 
 # Where a credential came from. API keys are long-lived secrets: only the Authorization header may carry them
-# (query strings end up in logs and histories, cookies in places a key should not be).
-HEADER, QUERY, COOKIE = "header", "query", "cookie"
+# (query strings end up in logs and histories, cookies in places a key should not be), and the body of the routes
+# of an API whose own contract puts the key there (LibreTranslate's `api_key`), which nothing logs.
+HEADER, QUERY, COOKIE, BODY = "header", "query", "cookie", "body"
 
 # The `kid` of a browser token names the API key whose secret signs it.
 _TOKEN_KID = "hmt-key:"
@@ -77,7 +78,7 @@ class Authenticator:
                                 "browser token from POST /api/token")
         key = self._keys.get(_digest(credential))
         if key is not None:
-            if source != HEADER:
+            if source not in (HEADER, BODY):
                 raise _unauthorized("API keys are accepted only in the Authorization header; browsers trade "
                                     "theirs for a short-lived token at POST /api/token")
             return Principal(key.principal, authenticated=True, kind="key")

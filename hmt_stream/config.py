@@ -155,6 +155,8 @@ class TransportSettings:
     websocket: bool = setting(True, "Offer the WebSocket transport (/ws).")
     sse: bool = setting(True, "Offer the Server-Sent Events transport.")
     poll: bool = setting(True, "Offer the long-poll transport.")
+    libretranslate: bool = setting(True, "Offer the LibreTranslate-compatible API at the server's root (/translate, "
+                                   "/detect, /languages, /translate_file, /frontend/settings).")
     openai: bool = setting(True, "Serve the OpenAI-compatible API: GET /v1/models, POST /v1/chat/completions.")
     heartbeat_s: float = setting(15.0, "Seconds between heartbeats on WebSocket (app-level ping) and SSE "
                                  "(comment line).", minimum=1.0)

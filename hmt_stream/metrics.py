@@ -18,7 +18,12 @@ _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 def transport_of(request: web.Request) -> str:
-    """Which transport a request uses: websocket, sse, poll, openai, or rest for everything else."""
+    """Which transport a request uses: websocket, sse, poll, openai, a compatible API by its routes' names
+    ("libretranslate:translate"), or rest for everything else."""
+    match = getattr(request, "match_info", None)  # the access log also sees requests that were never routed
+    name: str | None = match.route.name if match is not None else None
+    if name and ":" in name:
+        return name.partition(":")[0]
     if request.path == "/ws":
         return "websocket"
     if request.path.startswith("/v1/"):

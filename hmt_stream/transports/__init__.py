@@ -7,7 +7,7 @@ from aiohttp import web
 from ..config import Settings
 from ..keys import SETTINGS
 from ..ratelimit import RateLimiter
-from . import documents, guard, headers, limits, openai, poll, rest, sse, websocket
+from . import documents, guard, headers, libretranslate, limits, openai, poll, rest, sse, websocket
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -25,6 +25,8 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/api/sessions/{id}/events", events)
     if settings.transports.sse:
         app.router.add_get("/api/negotiate/sse", sse.probe)
+    if settings.transports.libretranslate:
+        libretranslate.setup(app)
     if settings.transports.websocket:
         app[websocket.CONNECTIONS] = set()
         app.router.add_get("/ws", websocket.handler)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import errors
-from ..documents.detect import detect
+from ..documents.detect import Detection, detect
 from ..errors import HmtError
 from ..request import _is_utf8
 from .guard import owner_of, principal_of
@@ -37,15 +37,22 @@ async def prompts(request: web.Request) -> web.Response:
     })
 
 
+async def detect_text(request: web.Request, text: str) -> list[Detection]:
+    """The languages of text, best first, detected in a worker thread (too_long over generation.max_chars)."""
+    if not _is_utf8(text):
+        raise HmtError(errors.BAD_REQUEST, "the text contains lone UTF-16 surrogates, which are not characters")
+    limit = translator_of(request).max_chars
+    if len(text) > limit:
+        raise HmtError(errors.TOO_LONG, f"'text' has {len(text)} characters; the limit is {limit}")
+    return await asyncio.get_running_loop().run_in_executor(None, detect, text)
+
+
 async def detect_language(request: web.Request) -> web.Response:
     payload: Any = await read_json(request)
     text = payload.get("text") if isinstance(payload, dict) else None
     if not isinstance(text, str) or not text.strip() or not _is_utf8(text):
         raise HmtError(errors.BAD_REQUEST, "expected a JSON object with a non-empty 'text' string")
-    limit = translator_of(request).max_chars
-    if len(text) > limit:
-        raise HmtError(errors.TOO_LONG, f"'text' has {len(text)} characters; the limit is {limit}")
-    found = await asyncio.get_running_loop().run_in_executor(None, detect, text)
+    found = await detect_text(request, text)
     return web.json_response([detection.as_dict() for detection in found])
 
 
