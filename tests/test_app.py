@@ -77,7 +77,7 @@ async def refused(url: str) -> bool:
     parts = urlsplit(url)
     try:
         _, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):  # reset: the listener closed while we connected
         return True
     writer.close()
     return False

@@ -39,7 +39,7 @@ def test_a_dropped_markdown_file_streams_with_progress_and_downloads(serve: Serv
     page = pages.open(server.url, setup=watch_csp)
     assert text(page, "#counter") == "0 / 100,000"
     drop(page, "fable.md", FABLE, "text/markdown")
-    page.wait_for_function("document.getElementById('input').value.length > 100")
+    page.wait_for_function("() => document.getElementById('input').value.length > 100")
     assert page.input_value("#input") == FABLE and page.input_value("#format") == "markdown"
     page.select_option("#source", "en")
     page.select_option("#target", "fr")
