@@ -92,7 +92,9 @@ class Translator:
             with self._counting_refusals(principal):
                 plan = self.planner.plan(request, self.options, owner=owner)
         await self.cache.fill([job.key for job in plan.jobs])
-        return self.submit(request, principal=principal, owner=owner, plan=plan, checked=True)
+        session = self.submit(request, principal=principal, owner=owner, plan=plan, checked=True)
+        await self.store.written(session)
+        return session
 
     def submit(self, request: Request, *, principal: str = "anonymous", owner: str | None = None,
                plan: Plan | None = None, checked: bool = False) -> TranslationSession:

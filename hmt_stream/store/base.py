@@ -23,6 +23,9 @@ class SessionStore(Protocol):
     async def fetch(self, session_id: str) -> TranslationSession | None:
         """get(), or a session another replica generates, followed from the shared store."""
 
+    async def written(self, session: TranslationSession) -> None:
+        """Wait until every replica can find session (before its id is handed out)."""
+
     def __len__(self) -> int: ...
 
     def all(self) -> list[TranslationSession]: ...

@@ -30,6 +30,9 @@ class MemorySessionStore:
     async def fetch(self, session_id: str) -> TranslationSession | None:
         return self._sessions.get(session_id)
 
+    async def written(self, session: TranslationSession) -> None:
+        pass
+
     def all(self) -> list[TranslationSession]:
         return list(self._sessions.values())
 

@@ -42,10 +42,12 @@ class Mirror:
         self.dropped: set[str] = set()  # sessions another replica took over: nothing more of ours is written
         self.failing = False
         self._wake = asyncio.Event()
+        self._written: dict[str, asyncio.Future[None]] = {}  # sessions whose meta is not in Redis yet
 
     def add(self, session: TranslationSession, *, stored: int = 0) -> None:
         """Write session's meta (unless stored), its events from seq stored+1 on, and each later one."""
         if not stored:
+            self._written[session.id] = asyncio.get_running_loop().create_future()
             self._push(session, None)
         session.hold_back(lambda event: self._push(session, event), stored=stored)
 
@@ -57,6 +59,12 @@ class Mirror:
             items += [(session, event) for event in session.log[:session.visible]]
         self.queue.extendleft(reversed(items))
         self._wake.set()
+
+    async def written(self, session: TranslationSession, timeout: float) -> None:
+        """Wait until Redis has session's meta (any replica can find it then), for up to timeout."""
+        future = self._written.get(session.id)
+        if future is not None:
+            await asyncio.wait({future}, timeout=timeout)
 
     @property
     def backlog(self) -> int:
@@ -129,11 +137,12 @@ class Mirror:
         else:
             pipe.eval(keys.REGISTER, 2, keys.meta(session.id), keys.LEASES, *args)
 
-    @staticmethod
-    def _publish(batch: list[tuple[TranslationSession, Event | None]]) -> None:
+    def _publish(self, batch: list[tuple[TranslationSession, Event | None]]) -> None:
         last: dict[str, tuple[TranslationSession, int]] = {}
         for session, event in batch:
             if event is not None:
                 last[session.id] = (session, event.seq)
+            elif session.id in self._written:
+                self._written.pop(session.id).set_result(None)
         for session, seq in last.values():
             session.published(seq)

@@ -69,6 +69,9 @@ class RedisSessionStore:
     def get(self, session_id: str) -> TranslationSession | None:
         return self._local.get(session_id) or self._copies.get(session_id)
 
+    async def written(self, session: TranslationSession) -> None:
+        await self.mirror.written(session, timeout=5.0)
+
     async def fetch(self, session_id: str) -> TranslationSession | None:
         found = self.get(session_id)
         if found is not None:

@@ -1,0 +1,124 @@
+"""Two replicas (`serve` processes on the demo model) sharing a real redis-server, behind nginx round-robin: a
+session created on one is read on the other by each transport and by the terminal client; a cancel sent to one
+stops the other's generation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hmt_stream.client import StreamClient
+from tests.replicas.cluster import Cluster, check
+from tests.replicas.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+TEXT = "Hello there, how are you?"  # greedy on the demo model: text from the first tokens on, up to the limit
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_server: RedisServer, demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path_factory.mktemp("replicas"), redis_server, demo_dir, 2).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        yield session
+
+
+async def create(http: aiohttp.ClientSession, base: str, text: str) -> str:
+    async with http.post(f"{base}/api/sessions", json={"text": text, "source": "en", "target": "fr"}) as response:
+        assert response.status == 201, await response.text()
+        return str((await response.json())["session"])
+
+
+async def by_sse(http: aiohttp.ClientSession, base: str, session: str) -> list[dict[str, Any]]:
+    async with http.get(f"{base}/api/sessions/{session}/events",
+                        headers={"Accept": "text/event-stream"}) as response:
+        assert response.status == 200
+        text = await response.text()
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+async def by_poll(http: aiohttp.ClientSession, base: str, session: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while not events or events[-1]["type"] not in ("done", "error", "cancelled"):
+        async with http.get(f"{base}/api/sessions/{session}/events?after={len(events)}&timeout=5") as response:
+            assert response.status == 200, await response.text()
+            events += (await response.json())["events"]
+    return events
+
+
+async def by_websocket(http: aiohttp.ClientSession, base: str, session: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with http.ws_connect(f"{base}/ws") as ws:
+        assert (await ws.receive_json())["type"] == "hello"
+        await ws.send_json({"type": "resume", "session": session, "after": 0})
+        while not events or events[-1]["type"] not in ("done", "error", "cancelled"):
+            message = await asyncio.wait_for(ws.receive_json(), 60)
+            if "seq" in message:
+                events.append(message)
+    return events
+
+
+async def test_a_session_created_on_one_replica_is_read_on_the_other_by_each_transport(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    a, b = cluster.replicas
+    session = await create(http, a.base, TEXT)
+    logs = await asyncio.gather(*(read(http, b.base, session) for read in (by_sse, by_poll, by_websocket)))
+    text = check(logs[0])
+    assert text and logs[1] == logs[0] and logs[2] == logs[0]
+    # Read again on A, which generated it: the very same log.
+    assert await by_poll(http, a.base, session) == logs[0]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse", "poll"])
+async def test_the_terminal_client_through_round_robin_reads_on_both_replicas(
+        cluster: Cluster, http: aiohttp.ClientSession, transport: str) -> None:
+    events: list[dict[str, Any]] = []
+    dropped = False
+
+    async with aiohttp.ClientSession(cluster.url, timeout=aiohttp.ClientTimeout(total=120)) as proxied:
+        client = StreamClient(proxied, transport=transport, on_event=events.append)
+
+        def drop_once(event: dict[str, Any]) -> None:
+            nonlocal dropped
+            events.append(event)
+            if event["type"] == "delta" and not dropped:
+                dropped = True
+                client.drop()  # the next connection goes to the other replica
+
+        client.on_event = drop_once
+        terminal = await client.translate(f"{TEXT} ({transport})", "en", "de")
+    assert terminal["type"] == "done"
+    check(events)
+    # nginx passed this session's requests to both replicas.
+    ports = {port for _, path, port in cluster.served() if client.session in path or path == "/ws"}
+    assert ports == {replica.port for replica in cluster.replicas}, cluster.served()
+
+
+async def test_a_cancel_sent_to_one_replica_stops_the_generation_on_the_other(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    a, b = cluster.replicas
+    session = await create(http, a.base, TEXT)
+    events: list[dict[str, Any]] = []
+    async with http.get(f"{a.base}/api/sessions/{session}/events",
+                        headers={"Accept": "text/event-stream"}) as response:
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+                if events[-1]["type"] == "delta" and len(events) == 3:
+                    async with http.delete(f"{b.base}/api/sessions/{session}") as cancelled:
+                        assert cancelled.status == 200
+    assert events[-1]["type"] == "cancelled", events[-1]
+    async with http.get(f"{a.base}/api/sessions/{session}") as response:
+        assert (await response.json())["state"] == "cancelled"
