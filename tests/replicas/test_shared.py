@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -64,3 +65,63 @@ async def test_a_cancel_sent_to_the_other_replica_stops_the_generation(make_clie
     generating = a.app[TRANSLATOR].store.get(session)  # A's own session, not a copy
     assert generating is not None and generating.state == "cancelled"
     assert a.app[TRANSLATOR].scheduler.running == 0
+
+
+async def test_the_phrase_cache_is_shared_and_scoped_per_key(make_client: MakeClient,
+                                                             redis_server: RedisServer) -> None:
+    keys = ("k" * 16 + "-first", "k" * 16 + "-second")
+    a, b = await pair(make_client, redis_server, auth__enabled=True, auth__api_keys=keys)
+    body = {**BODY, "text": "Shared between replicas", "target": "de"}
+
+    async def translate(client: TestClient[Any, Any], key: str) -> dict[str, Any]:
+        async with client.post("/api/translate", json=body, headers={"Authorization": f"Bearer {key}"}) as answer:
+            assert answer.status == 200, await answer.text()
+            return dict(await answer.json())
+
+    first = await translate(a, keys[0])
+    assert first["cached"] is False
+    again = await translate(b, keys[0])  # the other replica, which never translated it: Redis's tier
+    assert again["cached"] is True and again["text"] == first["text"]
+    other = await translate(b, keys[1])  # another key's entries are not this key's
+    assert other["cached"] is False
+
+
+async def test_rate_limits_are_counted_for_all_replicas(make_client: MakeClient, redis_server: RedisServer) -> None:
+    a, b = await pair(make_client, redis_server, limits__rate="2/minute", cache__enabled=False)
+    answers = []
+    for client in (a, b, a, b):
+        async with client.post("/api/sessions", json={**BODY, "text": "Counted once"}) as response:
+            answers.append((response.status, (await response.json()).get("error", {}).get("code")))
+    assert answers == [(201, None), (201, None), (429, "rate_limited"), (429, "rate_limited")]
+
+
+async def test_while_redis_is_down_new_requests_get_503_and_service_resumes_when_it_is_back(
+        make_client: MakeClient, tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path).start()
+    try:
+        a, b = await pair(make_client, redis)
+        async with a.post("/api/translate", json=BODY) as response:
+            assert response.status == 200
+        redis.stop()
+        for client in (a, b):
+            answer = await until(client, 503)
+            assert answer["error"]["code"] == "store_unavailable"
+        async with b.get("/api/health") as response:  # the server itself keeps serving
+            assert response.status == 200
+        redis.start()
+        for client in (a, b):
+            await until(client, 201)
+    finally:
+        redis.stop()
+
+
+async def until(client: TestClient[Any, Any], status: int, timeout: float = 30) -> dict[str, Any]:
+    """POST sessions until one is answered with status; its body."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with client.post("/api/sessions", json={**BODY, "text": "Are you there?"}) as response:
+            body = dict(await response.json())
+            if response.status == status:
+                return body
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.2)
