@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import cpu, documents, remote, report
+from . import cpu, documents, remote, replicas, report
 from .server import raise_file_limit
 
 SUITES = {
@@ -30,6 +30,7 @@ SUITES = {
     "ttft": cpu.ttft,
     "documents": documents.documents,
     "remote": remote.suite,
+    "replicas": replicas.suite,
 }
 
 

@@ -66,3 +66,25 @@ for _, id in ipairs(expired) do
 end
 return taken
 """
+
+# KEYS: log, meta, leases. ARGV: session id, first seq, ttl ms, state ('' to keep), then each event's JSON in seq
+# order. Appends the events the stream lacks; returns -1, writing nothing, when the stream (or the meta) lacks
+# events before them (Redis lost its data): the writer then writes the session again from its first event.
+APPEND = """
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local last = 0
+if #top > 0 then last = tonumber(string.match(top[1][1], '^(%d+)')) end
+local first = tonumber(ARGV[2])
+if last < first - 1 or redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+for i = 5, #ARGV do
+  local seq = first + i - 5
+  if seq > last then redis.call('XADD', KEYS[1], seq .. '-0', 'e', ARGV[i]) end
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], 'state', ARGV[4])
+  if ARGV[4] ~= 'running' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return first + #ARGV - 5
+"""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..session import TERMINAL_EVENTS, Event, TranslationSession
 from . import keys
@@ -43,6 +43,7 @@ class Mirror:
         self.failing = False
         self._wake = asyncio.Event()
         self._written: dict[str, asyncio.Future[None]] = {}  # sessions whose meta is not in Redis yet
+        self._shas: dict[str, str] = {}  # script -> its SHA1, once Redis has it (EVALSHA: the text is sent once)
 
     def add(self, session: TranslationSession, *, stored: int = 0) -> None:
         """Write session's meta (unless stored), its events from seq stored+1 on, and each later one."""
@@ -83,6 +84,9 @@ class Mirror:
             batch = [self.queue[i] for i in range(min(MAX_BATCH, len(self.queue)))]
             try:
                 await self._write(batch)
+            except NoScriptError:
+                self._shas.clear()  # Redis restarted: load the scripts again
+                continue
             except (RedisError, OSError) as exc:
                 if not self.failing:
                     log.warning("cannot write to Redis (%s); %d events wait", exc, len(self.queue))
@@ -101,30 +105,42 @@ class Mirror:
             self._publish([item for item in batch if item[0].id not in self.dropped])
 
     async def _write(self, batch: list[tuple[TranslationSession, Event | None]]) -> None:
+        if not self._shas:
+            for script in (keys.APPEND, keys.REGISTER):
+                self._shas[script] = await self.redis.script_load(script)
         pipe = self.redis.pipeline(transaction=False)
-        touched: dict[str, TranslationSession] = {}
+        sessions: dict[str, tuple[TranslationSession, list[Event]]] = {}
         for session, event in batch:
             if session.id in self.dropped:
                 continue
-            touched[session.id] = session
             if event is None:
                 self._meta(pipe, session)
-                continue
-            pipe.xadd(keys.log(session.id), {"e": event.json}, id=f"{event.seq}-0")
-            if event.type == "started" or event.terminal:
-                pipe.hset(keys.meta(session.id), "state", TERMINAL_EVENTS.get(event.type, "running"))
-            if event.terminal:
-                pipe.zrem(keys.LEASES, session.id)
-        for session in touched.values():
-            ttl = self.retention_ms if session.finished else RUNNING_TTL_MS
-            pipe.pexpire(keys.meta(session.id), ttl)
-            pipe.pexpire(keys.log(session.id), ttl)
-        for result in await pipe.execute(raise_on_error=False):
-            # Written already by an attempt whose answer was lost: the stream's ids make the repeat harmless.
-            if isinstance(result, ResponseError) and "equal or smaller" in str(result):
-                continue
+            sessions.setdefault(session.id, (session, []))[1].extend(() if event is None else (event,))
+        appended = [(session, events) for session, events in sessions.values() if events]
+        for session, events in appended:
+            self._append(pipe, session, events)
+        results = await pipe.execute(raise_on_error=False)
+        for result in results:
             if isinstance(result, Exception):
                 raise result
+        lost = [(session, events) for (session, events), result in zip(appended, results[len(results)
+                                                                                        - len(appended):],
+                                                                       strict=True) if result == -1]
+        if lost:  # Redis lost these sessions' earlier events (a restart): write them again from the first one
+            pipe = self.redis.pipeline(transaction=False)
+            for session, events in lost:
+                self._meta(pipe, session)
+                self._append(pipe, session, session.log[:events[-1].seq])
+            for result in await pipe.execute(raise_on_error=False):
+                if isinstance(result, Exception):
+                    raise result
+
+    def _append(self, pipe: Any, session: TranslationSession, events: list[Event]) -> None:
+        ttl = self.retention_ms if events[-1].terminal else RUNNING_TTL_MS
+        state = next((TERMINAL_EVENTS.get(e.type, "running") for e in reversed(events)
+                      if e.type == "started" or e.terminal), "")
+        pipe.evalsha(self._shas[keys.APPEND], 3, keys.log(session.id), keys.meta(session.id), keys.LEASES,
+                     session.id, events[0].seq, ttl, state, *(event.json for event in events))
 
     def _meta(self, pipe: Any, session: TranslationSession) -> None:
         fields = {"request": request_json(session.request), "owner": session.owner or "", "replica": self.replica,
@@ -135,7 +151,7 @@ class Mirror:
         if session.finished and session.visible >= len(session.log):
             pipe.hset(keys.meta(session.id), mapping=fields)  # nothing to lease: it has ended
         else:
-            pipe.eval(keys.REGISTER, 2, keys.meta(session.id), keys.LEASES, *args)
+            pipe.evalsha(self._shas[keys.REGISTER], 2, keys.meta(session.id), keys.LEASES, *args)
 
     def _publish(self, batch: list[tuple[TranslationSession, Event | None]]) -> None:
         last: dict[str, tuple[TranslationSession, int]] = {}

@@ -42,7 +42,7 @@ class RedisSessionStore:
         self.lease_ms = int(lease_s * 1000)
         pool = BlockingConnectionPool.from_url(url, max_connections=16, timeout=5, socket_timeout=5,
                                                socket_connect_timeout=2, client_name=f"hmt-{self.replica}")
-        self.redis = Redis(connection_pool=pool)
+        self.redis = Redis.from_pool(pool)  # closed with it
         self._local = MemorySessionStore(retention_s)  # generated here
         self._copies = MemorySessionStore(retention_s)  # followed for readers here
         self._healthy = True
@@ -54,6 +54,7 @@ class RedisSessionStore:
         self._read_here: set[str] = set()  # copies read since the last tick
         self._tasks: set[asyncio.Task[None]] = set()
         self.adopter: Adopter | None = None
+        self._claim_after = 0.0
         self.adopted = 0
 
     # -- SessionStore ----------------------------------------------------------------------------------------
@@ -79,6 +80,9 @@ class RedisSessionStore:
         try:
             meta: Any = await self.redis.hgetall(keys.meta(session_id))
             if not meta or b"request" not in meta:
+                if await self._restarted_lately():
+                    raise HmtError(errors.STORE_UNAVAILABLE, "the session store has just restarted and its "
+                                   "sessions are being written back; try again shortly", retry_after=1)
                 return None
             entries: Any = await self.redis.xrange(keys.log(session_id))
         except (RedisError, OSError) as exc:
@@ -96,6 +100,11 @@ class RedisSessionStore:
         if not copy.finished:
             self.follower.follow(copy)
         return copy
+
+    async def _restarted_lately(self) -> bool:
+        """Redis restarted so lately that the replicas may not have written their sessions back yet."""
+        info: Any = await self.redis.info("server")
+        return int(info.get("uptime_in_seconds", 1 << 30)) < self.lease_ms / 1000 + 2 * TICK_S
 
     def __len__(self) -> int:
         return len(self._local)
@@ -167,6 +176,11 @@ class RedisSessionStore:
             try:
                 await self._beat(first)
                 first = False
+                if not self._healthy:
+                    log.info("Redis is back")
+                    # Nobody could renew a lease meanwhile: give every replica time to renew its own before any
+                    # expired lease is taken for a dead replica's.
+                    self._claim_after = time.monotonic() + self.lease_ms / 1000
                 self._healthy = True
             except (RedisError, OSError) as exc:
                 if self._healthy:
@@ -182,7 +196,7 @@ class RedisSessionStore:
             self.mirror.resync(self._local.all())
         await self._renew_leases()
         await self._mark_read()
-        if self.adopter is not None:
+        if self.adopter is not None and time.monotonic() >= self._claim_after:
             taken = await self._claim(keys=[keys.LEASES], args=[self.replica, self.lease_ms, CLAIM_AT_ONCE])
             for session_id in taken:
                 self._spawn(self._adopt(session_id.decode()))

@@ -55,7 +55,8 @@ async def test_the_sessions_of_a_killed_replica_end_in_done_on_another(cluster: 
                 sessions.append((await response.json())["session"])
     logs: list[list[dict[str, Any]]] = [[] for _ in sessions]
     async with aiohttp.ClientSession(cluster.url, timeout=aiohttp.ClientTimeout(total=30)) as http:
-        followers = [asyncio.create_task(follow(http, session, log)) for session, log in zip(sessions, logs)]
+        followers = [asyncio.create_task(follow(http, session, log))
+                     for session, log in zip(sessions, logs, strict=True)]
         # Mid-generation: the first sessions have text out, the last still wait for a slot.
         while sum(any(e["type"] == "delta" for e in log) for log in logs) < 2:
             await asyncio.sleep(0.05)

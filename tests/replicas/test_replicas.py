@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ async def test_the_terminal_client_through_round_robin_reads_on_both_replicas(
     assert terminal["type"] == "done"
     check(events)
     # nginx passed this session's requests to both replicas.
+    assert client.session is not None
     ports = {port for _, path, port in cluster.served() if client.session in path or path == "/ws"}
     assert ports == {replica.port for replica in cluster.replicas}, cluster.served()
 
@@ -122,3 +124,41 @@ async def test_a_cancel_sent_to_one_replica_stops_the_generation_on_the_other(
     assert events[-1]["type"] == "cancelled", events[-1]
     async with http.get(f"{a.base}/api/sessions/{session}") as response:
         assert (await response.json())["state"] == "cancelled"
+
+
+def test_the_page_through_round_robin_reads_its_session_on_the_other_replica(cluster: Cluster) -> None:
+    """The page (Chromium) with WebSocket refused: it creates its session with a POST and follows it over SSE, the
+    two requests landing on different replicas; its output is the session's text, every seq once."""
+    from playwright.sync_api import WebSocketRoute, sync_playwright
+
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.helpers import output, session_id, translate, wait_finished
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context().new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+
+            def refuse(ws: WebSocketRoute) -> None:
+                ws.close()
+
+            page.route_web_socket("**/ws", refuse)
+            page.goto(cluster.url)
+            page.wait_for_selector("body[data-ready='true']")
+            translate(page, TEXT, "en", "ja")
+            assert wait_finished(page) == "done"
+            session = session_id(page)
+            seqs = page.evaluate("window.hmt.translation.seqs")
+            text = output(page)
+        finally:
+            browser.close()
+    assert errors == []
+    with urllib.request.urlopen(f"{cluster.url}/api/sessions/{session}") as response:
+        stored = json.load(response)
+    assert stored["state"] == "done" and text == stored["text"] != ""
+    assert seqs == list(range(1, stored["seq"] + 1))
+    created = [port for method, path, port in cluster.served() if method == "POST" and path == "/api/sessions"]
+    read = {port for method, path, port in cluster.served() if path == f"/api/sessions/{session}/events"}
+    assert read - {created[-1]}, (created, read)  # read on a replica that did not create it
