@@ -54,15 +54,18 @@ class RateLimiter:
     async def acheck(self, key: str, chars: int = 0) -> None:
         """check() of a shared limiter; raises store_unavailable when Redis cannot answer."""
         self._fits(chars)
-        try:
-            for item, counter, cost, unit in self._checks(key, chars):
-                if not await self._limiter.test(item, *counter, cost=cost):
-                    self._refuse(item, unit, (await self._limiter.get_window_stats(item, *counter)).reset_time)
-        except HmtError:
-            raise
-        except Exception as exc:  # the storage's own errors: redis-py's, or a connection's
-            raise HmtError(errors.STORE_UNAVAILABLE, "the rate limits' store is unavailable; try again shortly",
-                           retry_after=2) from exc
+        for attempt in (1, 2):  # once more on a fresh connection: Redis may have restarted since the last call
+            try:
+                for item, counter, cost, unit in self._checks(key, chars):
+                    if not await self._limiter.test(item, *counter, cost=cost):
+                        self._refuse(item, unit, (await self._limiter.get_window_stats(item, *counter)).reset_time)
+                return
+            except HmtError:
+                raise
+            except Exception as exc:  # the storage's own errors: redis-py's, or a connection's
+                if attempt == 2:
+                    raise HmtError(errors.STORE_UNAVAILABLE, "the rate limits' store is unavailable; try again "
+                                   "shortly", retry_after=2) from exc
 
     def _fits(self, chars: int) -> None:
         for item in self._chars:

@@ -4,6 +4,7 @@ replica that served each request)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -75,6 +76,14 @@ class Cluster:
             method, path, _, upstream = line.split(" ", 3)
             served.append((method, path, int(upstream.rsplit(",", 1)[-1].strip().rsplit(":", 1)[1])))
         return served
+
+
+def stuck(cluster: Cluster, pending: set[asyncio.Task[Any]]) -> str:
+    """Why clients never finished: their tasks (named after their last event), and what the replicas logged."""
+    lines = [f"{len(pending)} clients never finished: {sorted(task.get_name() for task in pending)}"]
+    for replica in cluster.replicas:
+        lines += [f"--- {replica.name}", replica.tail(40)]
+    return "\n".join(lines)
 
 
 def wait_ready(replica: Server, timeout: float = 180) -> None:

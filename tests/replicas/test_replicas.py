@@ -1,11 +1,12 @@
 """Two replicas (`serve` processes on the demo model) sharing a real redis-server, behind nginx round-robin: a
-session created on one is read on the other by each transport and by the terminal client; a cancel sent to one
-stops the other's generation."""
+session created on one is read on the other by each transport, by the terminal client and by the page; a cancel
+sent to one stops the other's generation; the one generating is SIGKILLed and the other finishes its sessions."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 
 from hmt_stream.client import StreamClient
-from tests.replicas.cluster import Cluster, check
+from tests.replicas.cluster import Cluster, check, stuck
 from tests.replicas.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -162,3 +163,59 @@ def test_the_page_through_round_robin_reads_its_session_on_the_other_replica(clu
     created = [port for method, path, port in cluster.served() if method == "POST" and path == "/api/sessions"]
     read = {port for method, path, port in cluster.served() if path == f"/api/sessions/{session}/events"}
     assert read - {created[-1]}, (created, read)  # read on a replica that did not create it
+
+
+# -- a replica's death ---------------------------------------------------------------------------------------
+
+SESSIONS = 6  # more than the replica's 4 slots: two wait in line when it dies
+STATUS: dict[str, str] = {}  # each session's last answer (a failure's report)
+
+
+async def follow(http: aiohttp.ClientSession, session: str, events: list[dict[str, Any]]) -> None:
+    """Long-poll through the proxy until the terminal event, through whatever errors a dying replica causes."""
+    while not events or events[-1]["type"] not in ("done", "error", "cancelled"):
+        try:
+            async with http.get(f"/api/sessions/{session}/events?after={len(events)}&timeout=5") as response:
+                STATUS[session] = f"{response.status} {await response.text()}"[:200]
+                if response.status != 200:
+                    await asyncio.sleep(0.2)
+                    continue
+                page = await response.json()
+        except (aiohttp.ClientError, TimeoutError):
+            await asyncio.sleep(0.2)
+            continue
+        for event in page["events"]:
+            assert event["seq"] == len(events) + 1, (event, len(events))  # never a gap, never a repeat
+            events.append(event)
+
+
+async def test_the_sessions_of_a_killed_replica_end_in_done_on_the_other(cluster: Cluster) -> None:
+    """Last in this module: replica A is SIGKILLed mid-generation; every session still ends in `done` on B, its
+    seq without gaps and its deltas adding up to done.text."""
+    doomed = cluster.replicas[0]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as direct:
+        sessions = []
+        for index in range(SESSIONS):
+            body = {"text": TEXT, "source": "en", "target": ["fr", "de", "es", "it", "pt", "ru"][index]}
+            async with direct.post(f"{doomed.base}/api/sessions", json=body) as response:
+                assert response.status == 201, await response.text()
+                sessions.append((await response.json())["session"])
+    logs: list[list[dict[str, Any]]] = [[] for _ in sessions]
+    async with aiohttp.ClientSession(cluster.url, timeout=aiohttp.ClientTimeout(total=30)) as http:
+        followers = [asyncio.create_task(follow(http, session, log))
+                     for session, log in zip(sessions, logs, strict=True)]
+        # Mid-generation: the first sessions have text out, the last still wait for a slot.
+        began = time.monotonic()
+        while sum(any(e["type"] == "delta" for e in log) for log in logs) < 2:
+            await asyncio.sleep(0.05)
+            assert time.monotonic() - began < 90, stuck(cluster, set(followers)) + f"\n{STATUS}\n{logs}"
+        doomed.kill()
+        at_kill = [[e["type"] for e in log] for log in logs]
+        _, pending = await asyncio.wait(followers, timeout=150)
+        assert not pending, stuck(cluster, pending) + f"\n{sessions}\n" + "\n".join(
+            f"{session}: {[e['type'] for e in log]}" for session, log in zip(sessions, logs, strict=True))
+    for log in logs:
+        check(log)
+    # Cut in the middle of its text: continued from there by another replica.
+    assert any("delta" in types and "done" not in types for types in at_kill), at_kill
+    assert any(any(e["type"] == "queued" for e in log) for log in logs)  # some had waited in line

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,20 @@ async def test_while_redis_is_down_new_requests_get_503_and_service_resumes_when
         redis.stop()
 
 
+@contextlib.asynccontextmanager
+async def until_found(client: TestClient[Any, Any], session: str, timeout: float = 30) -> AsyncIterator[None]:
+    """Wait while the store answers store_unavailable for session (it has just restarted)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with client.get(f"/api/sessions/{session}") as response:
+            if response.status != 503:
+                assert response.status == 200, await response.text()
+                break
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.2)
+    yield
+
+
 async def until(client: TestClient[Any, Any], status: int, timeout: float = 30) -> dict[str, Any]:
     """POST sessions until one is answered with status; its body."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -125,3 +141,23 @@ async def until(client: TestClient[Any, Any], status: int, timeout: float = 30) 
                 return body
         assert asyncio.get_running_loop().time() < deadline, body
         await asyncio.sleep(0.2)
+
+
+async def test_after_redis_restarts_empty_the_replicas_write_their_sessions_back(make_client: MakeClient,
+                                                                                  tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path).start()
+    try:
+        a, b = await pair(make_client, redis)
+        async with a.post("/api/translate", json={**BODY, "target": "it"}) as response:
+            before = (await response.json())["session"]
+        redis.stop()
+        redis.start()  # no persistence: empty
+        await until(a, 201)
+        async with a.post("/api/sessions", json={**BODY, "target": "pt"}) as response:
+            after = (await response.json())["session"]
+        for session in (before, after):
+            async with until_found(b, session):
+                events = await asyncio.wait_for(sse_events(b, session), 60)
+            assert events and events[-1]["type"] == "done"
+    finally:
+        redis.stop()
