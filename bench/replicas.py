@@ -60,13 +60,13 @@ async def _cost(plan: Plan, redis: RedisServer) -> dict[str, Any]:
 
 async def connections(url: str) -> dict[str, int]:
     """Redis clients by name: each replica names its pool `hmt-<id>` and its readers `hmt-<id>-readerN`; the rate
-    limits' pool (limits' own client) is unnamed."""
+    limits' pools are `hmt-limits` (two per replica: translations and refusals)."""
     client = Redis.from_url(url)
     try:
         listed: Any = await client.client_list()
     finally:
         await client.aclose()
-    names = Counter(entry.get("name") or "(unnamed: rate limits)" for entry in listed)
+    names = Counter(entry.get("name") or "(unnamed)" for entry in listed)
     names[""] = 0
     return {name: count for name, count in names.items() if name}
 

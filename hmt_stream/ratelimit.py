@@ -10,11 +10,14 @@ from typing import Any
 
 from limits import RateLimitItem, parse_many, storage, strategies
 from limits.aio import strategies as aio_strategies
+from redis.asyncio import BlockingConnectionPool
 
 from . import errors
 from .errors import HmtError
 
 log = logging.getLogger(__name__)
+
+POOL = 4  # Redis connections of one shared limiter
 
 
 class RateLimiter:
@@ -30,8 +33,12 @@ class RateLimiter:
         self.shared = storage_uri.startswith("async+")
         self._limiter: Any
         if self.shared:
+            # A few connections, waited for when all are busy: limits' default pool opens one per concurrent call.
+            pool = BlockingConnectionPool.from_url(storage_uri.removeprefix("async+"), max_connections=POOL,
+                                                   timeout=5, client_name="hmt-limits")
             self._limiter = aio_strategies.MovingWindowRateLimiter(
-                storage.storage_from_string(storage_uri, implementation="redispy"))
+                storage.storage_from_string(storage_uri, implementation="redispy",
+                                            connection_pool=pool))  # type: ignore[arg-type]  # passed to redis-py
         else:
             self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
         self._counting: set[asyncio.Task[None]] = set()
