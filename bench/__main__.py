@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import batching, cpu, documents, remote, report
+from . import batching, cpu, documents, remote, replicas, report
 from .server import raise_file_limit
 
 SUITES = {
@@ -31,6 +31,7 @@ SUITES = {
     "batching": batching.suite,
     "documents": documents.documents,
     "remote": remote.suite,
+    "replicas": replicas.suite,
 }
 
 

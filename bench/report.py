@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import documents
+from . import documents, replicas
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -135,7 +135,8 @@ def _gc(row: dict[str, Any]) -> str:
 def render(data: dict[str, Any]) -> str:
     parts = [_header(data), _summary(data), _machine(data), _method(), _cost(data), _concurrency(data),
              _cache(data), _ttft(data), documents.section(data.get("documents")), _remote(data.get("remote")),
-             _batching(data.get("batching")), _reading(), _gpu(data.get("gpu"))]
+             _batching(data.get("batching")), replicas.section(data.get("replicas")),
+             _reading(), _gpu(data.get("gpu"))]
     return "\n".join(part for part in parts if part)
 
 

@@ -22,7 +22,9 @@ from .metrics import Metrics
 from .prompts import profile_for
 from .ratelimit import RateLimiter
 from .scheduler import Scheduler
-from .session import MemorySessionStore
+from .store import MemorySessionStore, SessionStore
+from .store.cache import RedisCacheTier
+from .store.redis import RedisSessionStore
 from .translator import Observer, Translator
 
 log = logging.getLogger(__name__)
@@ -58,21 +60,37 @@ def generation_slots(settings: Settings, engine: Engine) -> int:
     return len(r.endpoints) * r.max_concurrent if r.endpoints else max_concurrent(settings, engine)
 
 
+def build_store(settings: Settings) -> SessionStore:
+    if settings.store.url:
+        return RedisSessionStore(settings.store.url, retention_s=settings.session.retention_s,
+                                 lease_s=settings.store.lease_s)
+    return MemorySessionStore(settings.session.retention_s)
+
+
+def limits_storage(settings: Settings) -> str:
+    """Replicas sharing a Redis store share their rate limits there too, through limits' asyncio API."""
+    if settings.store.url and settings.limits.storage == "memory://":
+        return "async+" + settings.store.url
+    return settings.limits.storage
+
+
 def build_translator(settings: Settings, engine: Engine, observer: Observer | None = None) -> Translator:
+    store = build_store(settings)
+    tier = RedisCacheTier(store.redis, settings.cache.ttl_s) if isinstance(store, RedisSessionStore) else None
     return Translator(
         engine,
         options=options_from(settings),
         scheduler=Scheduler(generation_slots(settings, engine), settings.scheduler.max_queue,
                             max_per_owner=settings.scheduler.max_per_client),
         cache=PhraseCache(settings.cache.max_entries, settings.cache.ttl_s, enabled=settings.cache.enabled,
-                          shared=settings.cache.shared),
-        store=MemorySessionStore(settings.session.retention_s),
+                          shared=settings.cache.shared, tier=tier),
+        store=store,
         max_chars=settings.generation.max_chars,
         max_input_tokens=settings.generation.max_input_tokens,
         disconnect_grace_s=settings.session.disconnect_grace_s,
-        limiter=RateLimiter(settings.limits.rate, settings.limits.storage,
+        limiter=RateLimiter(settings.limits.rate, limits_storage(settings),
                             chars_per_minute=settings.limits.chars_per_minute),
-        refusals=RateLimiter(settings.limits.refusal_rate, settings.limits.storage, what="refused requests",
+        refusals=RateLimiter(settings.limits.refusal_rate, limits_storage(settings), what="refused requests",
                              advice="fix the input before sending more"),
         observer=observer,
         profile=profile_for(settings.model.prompts, settings.model.name),
@@ -97,11 +115,17 @@ async def _engine_context(app: web.Application) -> AsyncIterator[None]:
     translator = build_translator(settings, engine, observer=metrics)
     metrics.watch(running=lambda: translator.scheduler.running, queued=lambda: translator.scheduler.queued,
                   cache=translator.cache)
+    store = translator.store
+    if isinstance(store, RedisSessionStore):
+        await store.start(adopter=translator.adopt)
     app[TRANSLATOR] = translator
     log.info("ready: model %s%s on %s", engine.model_id, " (demo model)" if engine.demo else "",
              getattr(engine, "device", "?"))
     yield
     await translator.close()
+    if isinstance(store, RedisSessionStore):
+        await store.flush(5.0)  # the terminal events of the sessions just ended, for readers elsewhere
+        await store.close()
     if owned:
         await engine.close()
 

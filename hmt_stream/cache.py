@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Hashable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from cachetools import TTLCache
 
@@ -24,10 +24,20 @@ class Entry(NamedTuple):
     finish_reason: str = "stop"
 
 
+class Tier(Protocol):
+    """Entries shared with other replicas (Redis), behind this process's LRU."""
+
+    async def fetch(self, keys: list[Hashable]) -> dict[Hashable, Entry]: ...
+
+    def put(self, key: Hashable, entry: Entry) -> None: ...
+
+
 class PhraseCache:
-    def __init__(self, max_entries: int, ttl_s: float, *, enabled: bool = True, shared: bool = False) -> None:
+    def __init__(self, max_entries: int, ttl_s: float, *, enabled: bool = True, shared: bool = False,
+                 tier: Tier | None = None) -> None:
         self.enabled = enabled
         self.shared = shared
+        self.tier = tier
         self._entries: TTLCache[Hashable, Entry] = TTLCache(maxsize=max_entries, ttl=ttl_s)
         self.hits = 0
         self.misses = 0
@@ -61,7 +71,17 @@ class PhraseCache:
 
     def put(self, key: Hashable, text: str, *, finish_reason: str = "stop") -> None:
         if self.enabled:
-            self._entries[key] = Entry(text, finish_reason)
+            self._entries[key] = entry = Entry(text, finish_reason)
+            if self.tier is not None:
+                self.tier.put(key, entry)
+
+    async def fill(self, keys: list[Hashable]) -> None:
+        """Copy what the shared tier holds for keys, and this process lacks, into the LRU (before lookups)."""
+        if self.tier is None or not self.enabled:
+            return
+        missing = [key for key in keys if key not in self._entries]
+        if missing:
+            self._entries.update(await self.tier.fetch(missing))
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 
 TERMINAL = ("done", "error", "cancelled")
+# Refusals that pass: the server is restarting, or its session store (replicas' Redis) is back in a moment.
+TRANSIENT = ("shutting_down", "store_unavailable")
 NAMES = {"ws": "websocket", "websocket": "websocket", "sse": "sse", "poll": "poll"}
 
 
@@ -68,7 +70,9 @@ class StreamClient:
                 await getattr(self, "_via_" + name)()
                 assert self._terminal is not None
                 return self._terminal
-            except (TransportFailed, aiohttp.ClientError, TimeoutError) as exc:
+            except (TransportFailed, aiohttp.ClientError, TimeoutError, ServerError) as exc:
+                if isinstance(exc, ServerError) and exc.code not in TRANSIENT:
+                    raise
                 failures += 1
                 if failures >= self.attempts:
                     raise TransportFailed(f"gave up after {failures} attempts; last: {name}: {exc}") from exc

@@ -150,6 +150,20 @@ class SessionSettings:
                                         "after the last one left, before it is cancelled.", minimum=0.0)
 
 
+def _store_url(value: str) -> None:
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"not a Redis URL: {value!r} (redis://host:6379/0, or empty for this process's memory)")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = setting("", "Where sessions live: empty for this process's memory, or a Redis URL "
+                       "(redis://host:6379/0) that replicas share: their sessions, phrase cache and rate limits, "
+                       "and a dead replica's translations are finished by another.", validate=_store_url)
+    lease_s: float = setting(5.0, "With a Redis store: seconds after a replica's last renewal (every second) that "
+                             "another replica adopts its translations.", minimum=2.0)
+
+
 @dataclass(frozen=True)
 class TransportSettings:
     websocket: bool = setting(True, "Offer the WebSocket transport (/ws).")
@@ -250,6 +264,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     session: SessionSettings = field(default_factory=SessionSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     transports: TransportSettings = field(default_factory=TransportSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)

@@ -27,10 +27,12 @@ OVERLOADED = ErrorKind("overloaded", 503, 1013)
 MODEL_ERROR = ErrorKind("model_error", 500, 1011)
 ENGINE_UNAVAILABLE = ErrorKind("engine_unavailable", 503, 1011)
 SHUTTING_DOWN = ErrorKind("shutting_down", 503, 1001)
+STORE_UNAVAILABLE = ErrorKind("store_unavailable", 503, 1011)
 
 KINDS = {kind.code: kind for kind in (BAD_REQUEST, UNSUPPORTED_LANGUAGE, TOO_LONG, UNAUTHORIZED, FORBIDDEN_ORIGIN,
                                       FORBIDDEN_HOST, NOT_FOUND, REQUEST_TIMEOUT, TOO_LARGE, RATE_LIMITED,
-                                      TOO_MANY_STREAMS, OVERLOADED, MODEL_ERROR, ENGINE_UNAVAILABLE, SHUTTING_DOWN)}
+                                      TOO_MANY_STREAMS, OVERLOADED, MODEL_ERROR, ENGINE_UNAVAILABLE, SHUTTING_DOWN,
+                                      STORE_UNAVAILABLE)}
 
 
 class HmtError(Exception):

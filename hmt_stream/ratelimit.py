@@ -1,15 +1,24 @@
-"""Events per principal and time window, through the `limits` library (memory now, Redis later)."""
+"""Events per principal and time window, through the `limits` library: in this process's memory, or shared by
+replicas in Redis through its asyncio API (`async+redis://`), so that no Redis call blocks the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
 from limits import RateLimitItem, parse_many, storage, strategies
+from limits.aio import strategies as aio_strategies
 from limits.storage import MemoryStorage
+from redis.asyncio import BlockingConnectionPool
 
 from . import errors
 from .errors import HmtError
+
+log = logging.getLogger(__name__)
+
+POOL = 4  # Redis connections of one shared limiter
 
 
 class RateLimiter:
@@ -21,7 +30,19 @@ class RateLimiter:
         self._items = parse_many(rate)
         # Characters are counted too, so that one long document cannot do what many short requests may not.
         self._chars = parse_many(f"{chars_per_minute}/minute") if chars_per_minute > 0 else []
-        self._limiter = strategies.MovingWindowRateLimiter(_storage(storage_uri))
+        # An async+ URI: counters shared through Redis, checked with acheck() and counted in the background.
+        self.shared = storage_uri.startswith("async+")
+        self._limiter: Any
+        if self.shared:
+            # A few connections, waited for when all are busy: limits' default pool opens one per concurrent call.
+            pool = BlockingConnectionPool.from_url(storage_uri.removeprefix("async+"), max_connections=POOL,
+                                                   timeout=5, client_name="hmt-limits")
+            self._limiter = aio_strategies.MovingWindowRateLimiter(
+                storage.storage_from_string(storage_uri, implementation="redispy",
+                                            connection_pool=pool))  # type: ignore[arg-type]  # passed to redis-py
+        else:
+            self._limiter = strategies.MovingWindowRateLimiter(_storage(storage_uri))
+        self._counting: set[asyncio.Task[None]] = set()
 
     def _checks(self, key: str, chars: int) -> list[tuple[RateLimitItem, tuple[str, str], int, str]]:
         """(limit, counter, cost, unit) for one event of `chars` characters."""
@@ -32,21 +53,55 @@ class RateLimiter:
 
     def check(self, key: str, chars: int = 0) -> None:
         """Raise `rate_limited` if one more event of `chars` characters would put key over a limit (or
-        `too_long` if it never could pass); counts nothing."""
+        `too_long` if it never could pass); counts nothing. A shared limiter is checked by acheck()."""
+        self._fits(chars)
+        for item, counter, cost, unit in self._checks(key, chars):
+            if not self._limiter.test(item, *counter, cost=cost):
+                self._refuse(item, unit, self._limiter.get_window_stats(item, *counter).reset_time)
+
+    async def acheck(self, key: str, chars: int = 0) -> None:
+        """check() of a shared limiter; raises store_unavailable when Redis cannot answer."""
+        self._fits(chars)
+        for attempt in (1, 2):  # once more on a fresh connection: Redis may have restarted since the last call
+            try:
+                for item, counter, cost, unit in self._checks(key, chars):
+                    if not await self._limiter.test(item, *counter, cost=cost):
+                        self._refuse(item, unit, (await self._limiter.get_window_stats(item, *counter)).reset_time)
+                return
+            except HmtError:
+                raise
+            except Exception as exc:  # the storage's own errors: redis-py's, or a connection's
+                if attempt == 2:
+                    raise HmtError(errors.STORE_UNAVAILABLE, "the rate limits' store is unavailable; try again "
+                                   "shortly", retry_after=2) from exc
+
+    def _fits(self, chars: int) -> None:
         for item in self._chars:
             if chars > item.amount:
                 raise HmtError(errors.TOO_LONG, f"the text has {chars} characters; this server translates at most "
                                                 f"{item.amount} a minute for one caller (limits.chars_per_minute)")
-        for item, counter, cost, unit in self._checks(key, chars):
-            if not self._limiter.test(item, *counter, cost=cost):
-                reset = self._limiter.get_window_stats(item, *counter).reset_time
-                raise HmtError(errors.RATE_LIMITED, f"over the limit of {item} {unit}; {self.advice}",
-                               retry_after=max(1.0, reset - time.time()))
+
+    def _refuse(self, item: RateLimitItem, unit: str, reset: float) -> None:
+        raise HmtError(errors.RATE_LIMITED, f"over the limit of {item} {unit}; {self.advice}",
+                       retry_after=max(1.0, reset - time.time()))
 
     def count(self, key: str, chars: int = 0) -> None:
-        """Count one event of `chars` characters for key (after check() passed, or for events never refused)."""
+        """Count one event of `chars` characters for key (after check() passed, or for events never refused);
+        a shared limiter counts in the background."""
+        if self.shared:
+            task = asyncio.ensure_future(self._hit(key, chars))
+            self._counting.add(task)
+            task.add_done_callback(self._counting.discard)
+            return
         for item, counter, cost, _ in self._checks(key, chars):
             self._limiter.hit(item, *counter, cost=cost)
+
+    async def _hit(self, key: str, chars: int) -> None:
+        try:
+            for item, counter, cost, _ in self._checks(key, chars):
+                await self._limiter.hit(item, *counter, cost=cost)
+        except Exception as exc:  # Redis went away: this one event goes uncounted
+            log.warning("could not count a %s event: %s", self.what, exc)
 
 
 def _storage(uri: str) -> storage.Storage | Any:

@@ -17,6 +17,7 @@ from .engine import Engine
 from .engine.stops import finish_reason, with_stops
 from .errors import HmtError
 from .plan import Job, Plan
+from .resume import Resumed
 from .scheduler import Lane, Ticket
 from .session import TranslationSession
 
@@ -49,7 +50,7 @@ class Verbatim:
 
 class DocumentRun:
     def __init__(self, session: TranslationSession, plan: Plan, *, engine: Engine, cache: PhraseCache,
-                 observer: Observer) -> None:
+                 observer: Observer, resumed: Resumed | None = None) -> None:
         self.session = session
         self.plan = plan
         self.engine = engine
@@ -70,6 +71,20 @@ class DocumentRun:
         self._tokens = 0
         self._ttft: float | None = None
         self._last = 0.0
+        self._prefix = [""] * count  # a segment's raw text written by a replica that died (adoption)
+        if resumed is not None and resumed.started:
+            self._go_on(resumed)
+
+    def _go_on(self, resumed: Resumed) -> None:
+        """An adopted session's log holds the segments before the cursor and the start of the one at it."""
+        self._cursor = resumed.cursor
+        for index in range(min(resumed.cursor, len(self._complete))):
+            self._complete[index], self._buffers[index], self._kept[index] = True, [], ""
+        if resumed.kept_written(self.plan):
+            self._kept[min(resumed.cursor, len(self._kept) - 1)] = ""
+        if resumed.cursor < len(self._prefix):
+            self._prefix[resumed.cursor] = resumed.raw(self.plan)
+        self._advance()  # the document's text before that segment, if the log lacks it
 
     # -- the whole session -------------------------------------------------------------------------------------
 
@@ -139,7 +154,9 @@ class DocumentRun:
 
     async def _segment(self, job: Job, ticket: Ticket) -> None:
         restorer = self._restorer(job)
-        raw: list[str] = []
+        prefix = self._prefix[job.index]
+        restorer.feed(prefix)  # already in the log (adoption): the restorer only needs to have seen it
+        raw: list[str] = [prefix]
         generation = with_stops(self.engine.generate(job.chat, self.options), self.options)
         try:
             async for text in generation:

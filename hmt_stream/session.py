@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 from .chat import Request
 
@@ -56,6 +56,12 @@ class TranslationSession:
         self._changed = asyncio.Event()
         self._canceller: Callable[[], None] | None = None
         self._listeners: list[Callable[[TranslationSession], None]] = []
+        # Readers see the first `_visible` events: all of them, or with a shared store only those it holds
+        # durably (a reader never sees what another replica could not give it after this one's death).
+        self._visible = 0
+        self._held = False
+        self._appended: Callable[[Event], None] | None = None
+        self._elsewhere = False
 
     # -- what the outside sees -------------------------------------------------------------------------------
 
@@ -72,6 +78,11 @@ class TranslationSession:
     def finished(self) -> bool:
         return self.finished_at is not None
 
+    @property
+    def _ended(self) -> bool:
+        """Readers have been shown the terminal event."""
+        return self.finished and self._visible >= len(self.log)
+
     def snapshot(self) -> dict[str, Any]:
         return {"session": self.id, "state": self.state, "text": self.text, "seq": self.last_seq}
 
@@ -82,11 +93,11 @@ class TranslationSession:
         self._notify()
         try:
             while True:
-                while position < len(self.log):
+                while position < self._visible:
                     event = self.log[position]
                     position += 1
                     yield event
-                if self.finished:
+                if self._ended:
                     return
                 await self._changed.wait()
         finally:
@@ -96,7 +107,7 @@ class TranslationSession:
     async def next_batch(self, after: int, timeout: float) -> list[Event]:
         """The events after seq `after`, waiting up to `timeout` seconds for the first (long-poll)."""
         position = max(0, after)
-        if position >= len(self.log) and not self.finished and timeout > 0:
+        if position >= self._visible and not self._ended and timeout > 0:
             self.readers += 1
             self._notify()
             try:
@@ -110,7 +121,7 @@ class TranslationSession:
             # A poll that finds events waiting is a reader too: without this, a long session read by long-poll
             # (a document streaming for minutes) would look unread and be cancelled after the grace period.
             self._notify()
-        return self.log[position:]
+        return self.log[position:self._visible]
 
     def cancel(self) -> bool:
         """Ask the session to stop; the `cancelled` event follows once generation has really stopped."""
@@ -125,6 +136,33 @@ class TranslationSession:
     def on_change(self, listener: Callable[[TranslationSession], None]) -> None:
         """Call listener whenever the session finishes or its number of readers changes."""
         self._listeners.append(listener)
+
+    @property
+    def visible(self) -> int:
+        """The last seq readers may see."""
+        return self._visible
+
+    def hold_back(self, on_append: Callable[[Event], None], *, stored: int = 0) -> None:
+        """Hand every event after seq `stored` to on_append (a shared store's writer), and show readers only the
+        events published() since: a shared store publishes each once it holds it."""
+        self._held = True
+        self._visible = stored
+        self._appended = on_append
+        for event in self.log[stored:]:
+            on_append(event)
+
+    def published(self, seq: int) -> None:
+        """Readers may see the events up to seq."""
+        if seq > self._visible:
+            self._visible = min(seq, len(self.log))
+            self._wake()
+
+    def read_elsewhere(self, reading: bool) -> None:
+        """Readers on other replicas (a shared store) count as one more: the session is not abandoned."""
+        if reading != self._elsewhere:
+            self._elsewhere = reading
+            self.readers += 1 if reading else -1
+            self._notify()
 
     # -- what the translator writes --------------------------------------------------------------------------
 
@@ -144,63 +182,28 @@ class TranslationSession:
             self.state = TERMINAL_EVENTS[type]
             self.finished_at = time.monotonic()
             self._canceller = None
-        # Wake every reader waiting on this log, then arm a fresh event for the next append.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._appended is not None:
+            self._appended(event)
+        if not self._held:
+            self._visible = len(self.log)
+            self._wake()
         if event.terminal:
             self._notify()
         return event
+
+    def _wake(self) -> None:
+        # Wake every reader waiting on this log, then arm a fresh event for the next append.
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
             listener(self)
 
 
-class SessionStore(Protocol):
-    """Where sessions are found by id (in memory now; shared through Redis later)."""
+# The stores moved to hmt_stream/store/; imported here too, where they always were.
+from .store.base import SessionStore  # noqa: E402
+from .store.memory import MemorySessionStore  # noqa: E402
 
-    def add(self, session: TranslationSession) -> None: ...
-
-    def get(self, session_id: str) -> TranslationSession | None: ...
-
-    def __len__(self) -> int: ...
-
-    def all(self) -> list[TranslationSession]: ...
-
-
-class MemorySessionStore:
-    """Sessions of this process; a finished one is evicted `retention_s` after its terminal event."""
-
-    def __init__(self, retention_s: float) -> None:
-        self.retention_s = retention_s
-        self._sessions: dict[str, TranslationSession] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-
-    def add(self, session: TranslationSession) -> None:
-        self._sessions[session.id] = session
-        session.on_change(self._changed)
-        self._changed(session)
-
-    def get(self, session_id: str) -> TranslationSession | None:
-        return self._sessions.get(session_id)
-
-    def all(self) -> list[TranslationSession]:
-        return list(self._sessions.values())
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _changed(self, session: TranslationSession) -> None:
-        if session.finished and session.id not in self._timers and session.id in self._sessions:
-            loop = asyncio.get_running_loop()
-            self._timers[session.id] = loop.call_later(self.retention_s, self._evict, session.id)
-
-    def _evict(self, session_id: str) -> None:
-        self._timers.pop(session_id, None)
-        self._sessions.pop(session_id, None)
-
-    def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        self._sessions.clear()
+__all__ = ["CANCELLED", "DONE", "FAILED", "QUEUED", "RUNNING", "Event", "MemorySessionStore", "SessionClosed",
+           "SessionStore", "TranslationSession"]

@@ -19,8 +19,9 @@ from .plan import Plan, Planner
 from .prompts import HUNYUAN_MT, Profile
 from .ratelimit import RateLimiter
 from .request import TranslationRequest
+from .resume import Resumed
 from .runner import DocumentRun, Observer
-from .scheduler import Lane, Scheduler
+from .scheduler import Lane, Scheduler, Ticket
 from .session import SessionStore, TranslationSession
 
 log = logging.getLogger(__name__)
@@ -72,26 +73,39 @@ class Translator:
             return None
         return session
 
+    async def locate(self, session_id: str, owner: str | None = None) -> TranslationSession | None:
+        """find(), also among the sessions other replicas generate (a shared store)."""
+        session = await self.store.fetch(session_id)
+        if session is None or (session.owner is not None and session.owner != owner):
+            return None
+        return session
+
     async def start(self, request: Request, *, principal: str = "anonymous",
                     owner: str | None = None) -> TranslationSession:
         """submit(), with the planning of a long document or prompt or of an unknown source language
         (segmentation, detection, whose models load on first use, token counts) in a worker thread, after the
-        cheap checks."""
-        plan = None
+        cheap checks; rate limits and cache entries in a shared store are awaited here."""
+        await self._admit(request, principal)
         if request.chars > INLINE_PLAN_CHARS or (isinstance(request, TranslationRequest) and request.source == AUTO):
-            self._check(request, principal)
             plan = await self._planned(principal, request, owner)
-        return self.submit(request, principal=principal, owner=owner, plan=plan)
+        else:
+            with self._counting_refusals(principal):
+                plan = self.planner.plan(request, self.options, owner=owner)
+        await self.cache.fill([job.key for job in plan.jobs])
+        session = self.submit(request, principal=principal, owner=owner, plan=plan, checked=True)
+        await self.store.written(session)
+        return session
 
     def submit(self, request: Request, *, principal: str = "anonymous", owner: str | None = None,
-               plan: Plan | None = None) -> TranslationSession:
+               plan: Plan | None = None, checked: bool = False) -> TranslationSession:
         """Start a session for request; raises HmtError (shutting_down, rate_limited, too_long, overloaded)
         before any session exists. In order: the cheap checks (shutting down, the caller's rate in translations
         and characters, its refusal budget), the plan (the tokenizer; input refused there counts against the
         refusal budget), the cache, the scheduler (the line and the caller's fair share), and only then is the
         translation counted against the rate: refusals never are. A document is one translation of its length,
-        however many segments it has."""
-        self._check(request, principal)
+        however many segments it has. Rate limits kept in a shared store are checked by start() only."""
+        if not checked:
+            self._check(request, principal)
         if plan is None:
             with self._counting_refusals(principal):
                 plan = self.planner.plan(request, self.options, owner=owner)
@@ -104,21 +118,45 @@ class Translator:
             return session
         lane = self.scheduler.lane(lambda position: session.append("queued", position=position), owner=principal)
         self._count(principal, request)
-        ticket = lane.admit()
-        self.store.add(session)
-        task = asyncio.create_task(self._document(session, plan).run(lane, ticket), name=f"session-{session.id}")
+        self._run(session, plan, lane, lane.admit())
+        return session
+
+    async def adopt(self, session: TranslationSession) -> None:
+        """Go on with a session whose replica died, as its log stands: the segments written are done, the one
+        being written continues from its text, the rest run; a session that had not started waits in line."""
+        resumed = Resumed.from_log(session.log)
+        try:
+            plan = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.planner.plan(session.request, self.options, owner=session.owner))
+            plan = resumed.plan(self.planner.look_up(plan))
+            lane = self.scheduler.lane(lambda position: session.append("queued", position=position),
+                                       owner=session.owner)
+        except HmtError as error:  # this replica's limits are not the dead one's
+            session.append("error", code=error.code, message=error.message)
+            return
+        if not plan.pending:
+            lane.close()
+            self._document(session, plan, resumed).replay()
+            return
+        self._run(session, plan, lane, lane.admit(), resumed)
+
+    def _run(self, session: TranslationSession, plan: Plan, lane: Lane, ticket: Ticket,
+             resumed: Resumed | None = None) -> None:
+        if self.store.get(session.id) is not session:  # an adopted session is in the store already
+            self.store.add(session)
+        task = asyncio.create_task(self._document(session, plan, resumed).run(lane, ticket),
+                                   name=f"session-{session.id}")
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._settle(done, session, lane))
         session.set_canceller(lambda: self._cancel(session, lane, task))
         session.on_change(self._watch_readers)
         self._watch_readers(session)
-        return session
 
     async def preview(self, request: TranslationRequest, *, principal: str = "anonymous",
                       owner: str | None = None) -> Plan:
         """The plan of request as a dry run (POST /api/prompts): planned in a worker thread after the cheap
         checks, the cache only peeked (in owner's scope). Counts nothing against the rate: nothing is generated."""
-        self._check(request, principal)
+        await self._admit(request, principal)
         plan = await self._planned(principal, request, owner)
         return self.planner.look_up(plan, dry_run=True)
 
@@ -134,10 +172,21 @@ class Translator:
         if isinstance(request, ChatRequest) and request.chars > self.max_chars:
             raise HmtError(errors.TOO_LONG, f"the messages have {request.chars} characters; the limit is "
                                             f"{self.max_chars} (generation.max_chars)")
-        if self.limiter is not None:
+        if not self.store.available:
+            raise HmtError(errors.STORE_UNAVAILABLE, "the session store is unavailable; try again shortly",
+                           retry_after=2)
+        if self.limiter is not None and not self.limiter.shared:
             self.limiter.check(principal, chars=request.chars)
-        if self.refusals is not None:
+        if self.refusals is not None and not self.refusals.shared:
             self.refusals.check(principal)
+
+    async def _admit(self, request: Request, principal: str) -> None:
+        """The cheap checks, rate limits kept in a shared store among them (awaited: a Redis call never blocks
+        the event loop)."""
+        self._check(request, principal)
+        for limiter, chars in ((self.limiter, request.chars), (self.refusals, 0)):
+            if limiter is not None and limiter.shared:
+                await limiter.acheck(principal, chars=chars)
 
     async def _planned(self, principal: str, request: Request, owner: str | None) -> Plan:
         loop = asyncio.get_running_loop()
@@ -154,8 +203,9 @@ class Translator:
                 self.refusals.count(principal)
             raise
 
-    def _document(self, session: TranslationSession, plan: Plan) -> DocumentRun:
-        return DocumentRun(session, plan, engine=self.engine, cache=self.cache, observer=self.observer)
+    def _document(self, session: TranslationSession, plan: Plan, resumed: Resumed | None = None) -> DocumentRun:
+        return DocumentRun(session, plan, engine=self.engine, cache=self.cache, observer=self.observer,
+                           resumed=resumed)
 
     def _count(self, principal: str, request: Request) -> None:
         if self.limiter is not None:

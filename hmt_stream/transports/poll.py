@@ -27,7 +27,7 @@ def _number(request: web.Request, name: str, default: float) -> float:
 
 
 async def handler(request: web.Request) -> web.Response:
-    session = get_session(request)
+    session = await get_session(request)
     t = request.app[SETTINGS].transports
     after = int(_number(request, "after", 0))
     timeout = min(_number(request, "timeout", t.poll_timeout_s), t.poll_timeout_max_s)

@@ -65,13 +65,14 @@ def translator_of(request: web.Request) -> Translator:
     return translator
 
 
-def find_session(request: web.Request) -> TranslationSession | None:
-    """The session named in the path, if the caller may see it (someone else's is as good as missing)."""
-    return translator_of(request).find(request.match_info["id"], owner_of(request))
+async def find_session(request: web.Request) -> TranslationSession | None:
+    """The session named in the path, if the caller may see it (someone else's is as good as missing); from
+    another replica too, with a shared store."""
+    return await translator_of(request).locate(request.match_info["id"], owner_of(request))
 
 
-def get_session(request: web.Request) -> TranslationSession:
-    session = find_session(request)
+async def get_session(request: web.Request) -> TranslationSession:
+    session = await find_session(request)
     if session is None:
         raise HmtError(errors.NOT_FOUND, f"no session {request.match_info['id']!r} (unknown or expired)")
     return session
@@ -96,11 +97,11 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 async def show_session(request: web.Request) -> web.Response:
-    return web.json_response(get_session(request).snapshot())
+    return web.json_response((await get_session(request)).snapshot())
 
 
 async def cancel_session(request: web.Request) -> web.Response:
-    session = get_session(request)
+    session = await get_session(request)
     session.cancel()
     return web.json_response(session.snapshot())
 

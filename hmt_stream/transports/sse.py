@@ -41,7 +41,7 @@ def resume_point(request: web.Request) -> int:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    session = find_session(request)
+    session = await find_session(request)
     if session is None:
         # 204 is the one answer that makes EventSource stop reconnecting.
         return web.Response(status=204)

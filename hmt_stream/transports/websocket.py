@@ -113,9 +113,9 @@ class Connection:
             after = message.get("after", 0)
             if not isinstance(after, int) or isinstance(after, bool):
                 raise HmtError(errors.BAD_REQUEST, "'after' must be an integer seq")
-            self.follow(self._session(message), after, None)
+            self.follow(await self._session(message), after, None)
         elif kind == "cancel":
-            self._session(message).cancel()
+            (await self._session(message)).cancel()
         elif kind == "ping":
             await self.send({"type": "pong"})
         elif kind == "pong":
@@ -124,9 +124,9 @@ class Connection:
             raise HmtError(errors.BAD_REQUEST, f"unknown message type {kind!r} "
                                                "(expected translate, resume, cancel or ping)")
 
-    def _session(self, message: dict[str, Any]) -> TranslationSession:
+    async def _session(self, message: dict[str, Any]) -> TranslationSession:
         session_id = message.get("session")
-        session = self.translator.find(session_id, self.owner) if isinstance(session_id, str) else None
+        session = await self.translator.locate(session_id, self.owner) if isinstance(session_id, str) else None
         if session is None:
             raise HmtError(errors.NOT_FOUND, f"no session {session_id!r} (unknown or expired)")
         return session
