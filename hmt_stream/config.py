@@ -394,35 +394,3 @@ def load(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, st
     settings = _apply(settings, env_overrides(os.environ if environ is None else environ), _from_env)
     return _apply(settings, overrides or {}, _from_toml)
 
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, tuple):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    return repr(value)
-
-
-def render_toml() -> str:
-    """config.toml as it ships: every setting with its default and help (a test keeps the file equal to it)."""
-    lines = [
-        "# hmt-stream settings. Every setting is listed with its default; environment variables",
-        "# HMT_<SECTION>_<KEY> (e.g. HMT_MODEL_NAME=demo) and command-line flags override this file.",
-    ]
-    current = None
-    for section, key, default, help in describe():
-        if section != current:
-            lines += ["", f"[{section}]"]
-            current = section
-        lines += [f"# {help}", f"{key} = {_toml_value(default)}"]
-    return "\n".join(lines) + "\n"
-
-
-def render_markdown() -> str:
-    """The README's configuration reference."""
-    rows = ["| setting | default | meaning |", "| --- | --- | --- |"]
-    for section, key, default, help in describe():
-        rows.append(f"| `{section}.{key}` | `{_toml_value(default)}` | {help} |")
-    return "\n".join(rows) + "\n"
