@@ -41,9 +41,10 @@ async def test_a_sentence_behind_a_300_segment_document_waits_for_about_one_segm
     assert log[-1].type == "done"
     prompts = list(engine.prompts)
     mine = next(i for i, prompt in enumerate(prompts) if "A lonely sentence." in prompt)
-    # Document segments that started after the sentence arrived and before it did: at most the one whose slot was
-    # granted just before it came (the scheduler's choice itself is pinned by the test below).
-    assert mine - started_before <= 1
+    # Document segments that started after the sentence arrived and before it did: at most those whose slots were
+    # granted before it came but whose generation had not begun yet, one per slot (on a loaded machine the tasks of
+    # all `slots` may still be on their way). The scheduler's choice itself is pinned by the test below.
+    assert mine - started_before <= slots
     assert [e.type for e in log if e.type == "queued"] == ["queued"] * len([e for e in log if e.type == "queued"])
     doc_log = await asyncio.wait_for(collect(doc.events()), 60)
     assert doc_log[-1].type == "done" and doc_log[-1].data["segments"] == 300

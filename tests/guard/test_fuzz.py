@@ -44,7 +44,7 @@ from .conftest import MakeClient
 pytestmark = pytest.mark.slow
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
-EVENT_TYPES = {"queued", "started", "delta", "done", "error", "cancelled"}
+EVENT_TYPES = {"queued", "started", "delta", "progress", "done", "error", "cancelled"}
 TERMINAL = {"done", "error", "cancelled"}
 # Every request must answer within this, however odd (long-polls are capped far below it in these servers).
 BOUND_S = 10.0
