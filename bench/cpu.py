@@ -133,7 +133,8 @@ async def cost(plan: Plan) -> dict[str, Any]:
             spent = row["server_cpu_us_per_token"]
             row["streams_per_core"] = one_core_streams(spent)
             if mode != "direct":
-                row["cpu_us_per_token_added"] = round(spent - base, 2) if spent is not None and base else None
+                row["cpu_us_per_token_added"] = (round(spent - base, 2)
+                                                 if spent is not None and base is not None else None)
     return {"streams": plan.cost_streams, "rate": RATE, "window_s": plan.cost_window_s, "modes": modes}
 
 

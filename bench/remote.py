@@ -134,7 +134,9 @@ async def suite(plan: Plan) -> dict[str, Any]:
                 modes[mode]["machine_busy_before_pct"] = busy
             raw, through = modes["raw"]["server_cpu_us_per_token"], modes["gateway"]["server_cpu_us_per_token"]
             out["modes"] = modes
-            out["cpu_us_per_token_added"] = round(through - raw, 2) if raw and through else None
+            # 0.0 is a reading (less than one clock tick in a short window), not a missing one.
+            out["cpu_us_per_token_added"] = (round(through - raw, 2)
+                                             if raw is not None and through is not None else None)
 
             busy = await quiet(plan)
             plan.log(f"  remote: time to first delta, {requests} requests each way (machine {busy:.0f} % busy)")
