@@ -138,8 +138,8 @@ async def quietest(engine: Engine, name: str, sessions: int, plan: Sizes, waitin
 
 
 def linear_figures(repeats: int = 30) -> dict[str, Any]:
-    """One 2816×1024 layer (the bench model's FFN) at 1 and 8 rows, x·Wᵀ (torch) and (W·xᵀ)ᵀ (WeightFirstLinear):
-    the best of `repeats`, in µs."""
+    """One 2816×1024 layer (the bench model's FFN) at 1 and 8 rows, x·Wᵀ (torch), (W·xᵀ)ᵀ (weight-first) and
+    oneDNN's packed copy (cpu_linear.py): the best of `repeats`, in µs."""
     import torch
     import torch.nn.functional as F
 
@@ -154,11 +154,15 @@ def linear_figures(repeats: int = 30) -> dict[str, Any]:
             times.append(time.perf_counter() - began)
         return round(min(times) * 1e6, 1)
 
+    from hmt_stream.engine.cpu_linear import pack, packed_linear, weight_first_linear
+
+    packed = pack(weight)
     out: dict[str, Any] = {}
     for rows in (1, 8):
         x = torch.randn(rows, SHAPE["hidden_size"])
         out[str(rows)] = {"x_wt_us": best(lambda x: F.linear(x, weight), x),
-                          "w_xt_us": best(lambda x: torch.mm(weight, x.t()).t(), x)}
+                          "w_xt_us": best(lambda x: weight_first_linear(x, weight, None), x),
+                          "packed_us": None if packed is None else best(lambda x: packed_linear(x, packed, None), x)}
     return out
 
 
@@ -183,7 +187,7 @@ async def measure(plan: Sizes) -> dict[str, Any]:
         "prompt_tokens": batched.prompt_tokens(prompt(0, plan.prompt_tokens, plan.vocab)),
         "batched_engine": {"max_batch": batched.max_batch, "prefill_chunk": batched.prefill_chunk,
                            "attention": "padded" if batched.padded else "per-row",
-                           "weight_first": batched.weight_first},
+                           "linears": batched.linears},
         "load_before": [round(value, 2) for value in os.getloadavg()], "targets": TARGETS,
         "runs": {engine: {} for engine in ENGINES},
     }

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import BridgedGeneration, ChatPrompt, GenerationOptions
-from .cpu_linear import WeightFirstLinear, has_large_linear
+from .cpu_linear import FastLinears, has_large_linear
 from .ragged import STEP, PackedStep, Segment, SlotCache, use_ragged_attention
 from .sampling import Sampler, seeded
 from .sizing import CPU_PREFILL_CHUNK, CUDA_PREFILL_CHUNK, auto_batch
@@ -71,9 +71,9 @@ class BatchedEngine(LocalEngine):
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, demo: bool, max_batch: int = 0,
                  max_tokens: int = 0, prefill_chunk: int = 0, attention: str = "auto",
-                 weight_first: bool | None = None) -> None:
+                 fast_linears: bool | None = None) -> None:
         """max_batch 0: auto (auto_batch; max_tokens is the longest a sequence may grow, prompt and answer);
-        prefill_chunk 0: auto; attention: per-row, padded or auto; weight_first None: auto (cpu_linear.py)."""
+        prefill_chunk 0: auto; attention: per-row, padded or auto; fast_linears None: auto (cpu_linear.py)."""
         super().__init__(model, tokenizer, model_id=model_id, demo=demo)
         cuda = self.device.startswith("cuda")
         self.max_batch = max_batch or auto_batch(model, max_tokens)
@@ -82,7 +82,9 @@ class BatchedEngine(LocalEngine):
             raise ValueError(f"attention must be auto, per-row or padded, not {attention!r}")
         self.padded = attention == "padded" or (attention == "auto" and cuda)
         large = has_large_linear(model)
-        self.weight_first = (not cuda and large) if weight_first is None else weight_first
+        use_fast = (not cuda and large) if fast_linears is None else fast_linears
+        self._linears = FastLinears(model) if use_fast else None
+        self.linears = "torch" if self._linears is None else "packed" if self._linears.packed else "weight-first"
         # A model this small (the demo) gains nothing from splitting its tiny matmuls across threads, and MKL
         # threads that spin-wait for one another make each of them take milliseconds on a busy machine.
         self.one_thread = not cuda and not large
@@ -197,7 +199,7 @@ class BatchedEngine(LocalEngine):
         device = self.model.device
         positions = [s.past + i for s in segments for i in range(s.length)]
         step = PackedStep(self._cache, segments, padded=self.padded, device=device)
-        with WeightFirstLinear() if self.weight_first else contextlib.nullcontext():
+        with self._linears.active() if self._linears is not None else contextlib.nullcontext():
             logits = self.model(input_ids=torch.tensor([tokens], device=device),
                                 position_ids=torch.tensor([positions], device=device), use_cache=False,
                                 logits_to_keep=torch.tensor([row.chosen_at for row in sampling], dtype=torch.long,

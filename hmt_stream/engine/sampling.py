@@ -3,7 +3,10 @@
 generate() applies the repetition penalty to every token of the prompt and of the answer so far, then (when it
 samples) temperature, top-k and top-p, then draws; with temperature 0 it takes the argmax of the penalised scores.
 Rows that share their options are processed together; the penalty is kept as a mask of the tokens each row has
-seen, so a step costs the same however long the sequences are.
+seen, so a step costs the same however long the sequences are. With top-k on (the model card's 20), only the k best
+tokens of each row are warped and drawn from: the same distribution as warping the whole vocabulary (the others'
+probability is exactly 0 there), without sorting and drawing over all of it (on CPU, 17 of a step's 20 ms at 8
+rows of a 32,000-word vocabulary).
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ def _warped(scores: torch.Tensor, options: GenerationOptions) -> torch.Tensor:
     return scores
 
 
+def distribution(scores: torch.Tensor, options: GenerationOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The probabilities each row draws from, after temperature, top-k and top-p (scores [rows, vocab], penalised):
+    over the top-k candidates, whose ids come second, when top-k is on; else over the whole vocabulary (None)."""
+    if 0 < options.top_k < scores.shape[-1]:
+        scores, ids = scores.topk(options.top_k, dim=-1)  # the warpers' top-k is then a no-op
+        return torch.softmax(_warped(scores, options), dim=-1), ids
+    return torch.softmax(_warped(scores, options), dim=-1), None
+
+
 def _key(options: GenerationOptions) -> tuple[float, int, float, float]:
     return options.temperature, options.top_k, options.top_p, options.repetition_penalty
 
@@ -83,13 +95,15 @@ class Sampler:
             if option.temperature <= 0:
                 chosen[at] = group.argmax(dim=-1)
                 continue
-            probs = torch.softmax(_warped(group, option), dim=-1)
+            probs, ids = distribution(group, option)
+            drawn = torch.empty(len(rows), dtype=torch.long, device=scores.device)
             shared = [i for i, row in enumerate(rows) if generators[row] is None]
             if shared:
-                chosen[at[shared]] = torch.multinomial(probs[shared], 1).squeeze(1)
+                drawn[shared] = torch.multinomial(probs[shared], 1).squeeze(1)
             for i, row in enumerate(rows):
                 generator = generators[row]
                 if generator is not None:
-                    chosen[row] = torch.multinomial(probs[i:i + 1], 1, generator=generator)[0, 0]
+                    drawn[i] = torch.multinomial(probs[i:i + 1], 1, generator=generator)[0, 0]
+            chosen[at] = drawn if ids is None else ids.gather(1, drawn[:, None]).squeeze(1)
         self.seen[torch.tensor(list(slots), device=self.device), chosen.to(self.device)] = True
         return [int(token) for token in chosen.tolist()]

@@ -6,7 +6,7 @@ import pytest
 
 from hmt_stream.engine import ChatPrompt, GenerationOptions
 from hmt_stream.engine.batched import BatchedGeneration
-from hmt_stream.engine.sampling import Sampler, penalise
+from hmt_stream.engine.sampling import Sampler, distribution, penalise
 from hmt_stream.engine.transformers import TransformersEngine
 from hmt_stream.prompts import build_prompt
 
@@ -135,6 +135,27 @@ def test_the_penalty_is_transformers_repetition_penalty() -> None:
     assert torch.equal(penalise(scores, seen, 1.3), expected)
 
 
+def test_drawing_among_the_top_k_is_drawing_from_generate_s_distribution() -> None:
+    import torch
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    torch.manual_seed(2)
+    scores = torch.randn(4, 300) * 3
+    for options in (GenerationOptions(max_new_tokens=1),  # the model card's: 0.7, top-k 20, top-p 0.6
+                    GenerationOptions(max_new_tokens=1, temperature=1.3, top_k=50, top_p=0.95)):
+        expected = scores.clone()
+        for warper in (TemperatureLogitsWarper(options.temperature), TopKLogitsWarper(options.top_k),
+                       TopPLogitsWarper(options.top_p)):
+            expected = warper(None, expected)
+        probs, ids = distribution(scores, options)
+        assert ids is not None and probs.shape == ids.shape == (4, options.top_k)
+        spread = torch.zeros_like(scores).scatter(1, ids, probs)
+        assert torch.allclose(spread, torch.softmax(expected, dim=-1), atol=1e-6)
+        assert (spread > 0).sum(dim=-1).min() >= 1 and (spread > 0).sum(dim=-1).max() < options.top_k
+    whole, ids = distribution(scores, GenerationOptions(max_new_tokens=1, top_k=0, top_p=0.9))
+    assert ids is None and whole.shape == scores.shape
+
+
 def test_the_sampler_penalises_the_prompt_and_what_was_chosen_per_slot() -> None:
     import torch
 
@@ -219,8 +240,8 @@ async def test_defaults_follow_the_device(make_batched: MakeBatched) -> None:
     threads = torch.get_num_threads()
     engine = make_batched(float64=False)
     assert (engine.max_batch, engine.prefill_chunk, engine.padded) == (8, 32, False)
-    # The demo model's layers are too small to gain from weight-first linears or from a second thread.
-    assert not engine.weight_first and engine.one_thread
+    # The demo model's layers are too small to gain from packed or weight-first linears or from a second thread.
+    assert engine.linears == "torch" and engine.one_thread
     await read(engine.generate(prompt(0), greedy(3)))
     assert torch.get_num_threads() == threads  # the decode thread's own setting stays its own
 
