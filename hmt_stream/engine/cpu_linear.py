@@ -1,15 +1,16 @@
 """Linear layers for a few rows at a time on CPU: the decode steps of a small batch.
 
 torch computes `linear(x, W)` as x·Wᵀ through MKL, whose kernels for a handful of rows run little faster than one
-row at a time on some CPUs (AMD's among them). Two better ways, for the large float32 layers only (small matrices
+row at a time on some CPUs (AMD's among them). Two better ways, for the large float layers only (small matrices
 stay in cache, where every way costs the same; bitsandbytes' 8-bit layers have kernels of their own):
 
 - packed: oneDNN's own copy of the weight, laid out for its matmul kernels once at start-up (what torch's compiler
   does for CPU inference). On this project's 2-core EPYC test machine, 8 rows through a 2816×1024 layer take 1.2 ms
   instead of 3.5 (one row: 0.8 ms), and a prefill chunk of 32 rows 3.0 ms instead of 5.4. It costs a second copy
-  of those weights, so it is made only where it fits in half the memory free at start-up.
-- weight-first, where packing is unavailable or does not fit: the same product taken as (W·xᵀ)ᵀ streams the
-  weight once for all rows and splits it across threads (1.4 ms for those 8 rows), for up to MAX_ROWS rows.
+  of those weights, so it is made only where it fits in half the memory free at start-up; float32 weights only.
+- weight-first, where packing is unavailable or does not fit, or for other float dtypes: the same product taken as
+  (W·xᵀ)ᵀ streams the weight once for all rows and splits it across threads (1.4 ms for those 8 rows), for up to
+  MAX_ROWS rows.
 
 FastLinears installs itself on the model's large layers but acts only in the thread inside `active()` (the batched
 engine's decode loop); any other caller of the same model (TransformersEngine's generate()) gets torch's own.
@@ -37,17 +38,19 @@ SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))  # HunYuan
 
 
 def _large(module: object) -> TypeGuard[torch.nn.Linear]:
-    return (isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.float32
+    return (isinstance(module, torch.nn.Linear) and module.weight.is_floating_point()
             and module.weight.device.type == "cpu" and module.weight.numel() >= MIN_WEIGHTS)
 
 
 def has_large_linear(model: torch.nn.Module) -> bool:
-    """Whether any layer of the model is large enough for FastLinears to matter (the demo model's are not)."""
+    """Whether any float layer of the model is large enough for FastLinears to matter (the demo model's are not)."""
     return any(_large(module) for module in model.modules())
 
 
 def pack(weight: torch.Tensor) -> torch.Tensor | None:
-    """oneDNN's packed copy of a float32 weight, or None where this torch cannot make one."""
+    """oneDNN's packed copy of a float32 weight, or None where this torch cannot make one (or for another dtype)."""
+    if weight.dtype != torch.float32:
+        return None
     try:
         return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_HINT_ROWS)  # type: ignore[no-any-return]
     except (AttributeError, RuntimeError):
@@ -105,8 +108,8 @@ def _siblings(model: torch.nn.Module) -> Iterator[list[torch.nn.Linear]]:
 
 
 class FastLinears:
-    """The large float32 nn.Linear layers of a model, computed packed (siblings fused) or weight-first by the thread
-    inside `active()` whenever a call has 2 rows or more (one row is memory-bound: torch's own is as fast)."""
+    """The large float nn.Linear layers of a model, computed packed (float32; siblings fused) or weight-first by the
+    thread inside `active()` whenever a call has 2 rows or more (one row is memory-bound: torch's own is as fast)."""
 
     def __init__(self, model: torch.nn.Module, *, packed: bool | None = None) -> None:
         """packed None: where oneDNN can pack and the copies fit in half the free memory; False: weight-first."""
