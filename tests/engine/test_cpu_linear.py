@@ -114,10 +114,11 @@ def test_siblings_reading_one_input_are_computed_in_one_pass(monkeypatch: pytest
 def test_only_large_float_layers_count_and_only_float32_ones_are_packed() -> None:
     assert not has_large_linear(torch.nn.Sequential(torch.nn.Linear(64, 128)))
     assert has_large_linear(torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Linear(1024, 1024)))
-    half = torch.nn.Sequential(torch.nn.Linear(1024, 1024, dtype=torch.bfloat16))
+    layer = torch.nn.Linear(1024, 1024, dtype=torch.bfloat16)
+    half = torch.nn.Sequential(layer)
     assert has_large_linear(half)
     fast = FastLinears(half, packed=True)
     assert fast.layers == 1 and not fast.packed  # weight-first: oneDNN packs float32 here
     x = torch.randn(1, 4, 1024, dtype=torch.bfloat16)
     with fast.active():
-        assert torch.allclose(half(x).float(), F.linear(x, half[0].weight).float(), atol=0.5)
+        assert torch.allclose(half(x).float(), F.linear(x, layer.weight).float(), atol=0.5)
