@@ -30,6 +30,7 @@ class Attempt:
         self.usage_tokens: int | None = None
         self.finished = False  # the server said the answer is complete
         self.drained = False  # and the response was read to its end, so its connection can be used again
+        self.read_at = 0.0  # the loop's time when the server last sent something
         self._closed = False
 
     @property
@@ -48,6 +49,11 @@ class Attempt:
             else:
                 self.response.close()
         self.router.release(self.endpoint)
+
+    def time_out(self, timeout_s: float) -> None:
+        """End the stream being read: the server has sent nothing for timeout_s."""
+        if self.response is not None and not self._closed:
+            self.response.content.set_exception(aiohttp.ServerTimeoutError(f"nothing read for {timeout_s:g} s"))
 
     def read(self, lines: list[bytes]) -> tuple[str, Failed | None]:
         """The text in these SSE lines of the server's stream, and the failure that ended them, if one did: the

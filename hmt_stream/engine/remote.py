@@ -2,7 +2,10 @@
 
 The prompt is built here as for the local engine and sent as chat messages with `stream`, `max_tokens`, `top_k`,
 `repetition_penalty` and `stream_options.include_usage`. A server that cannot be reached, answers 5xx, 408 or 429,
-or says nothing for `remote.timeout_s` before the first token is left for another, unseen by the reader. One that
+or says nothing for `remote.timeout_s` before the first token is left for another, unseen by the reader. (Silence
+in a stream is found by one sweep over every stream being read, a few times per timeout, not by aiohttp's read
+timeout, which re-arms a timer for every packet: on a gateway that forwards thousands of tokens a second, that
+timer cost about 8 µs of the 49 µs of CPU the gateway added per token, docs/benchmarks.md §6.) One that
 fails mid-stream is left too, and the generation goes on elsewhere from the text already given: that text becomes
 the final assistant message, continued (`continue_final_message`), so the reader sees a pause and nothing lost or
 repeated. When no server is left the generation fails with `engine_unavailable`.
@@ -94,8 +97,10 @@ class RemoteGeneration:
         engine = self._engine
         body = engine.body(prompt, dataclasses.replace(self._options, max_new_tokens=budget))
         url = attempt.endpoint.url + "/chat/completions"
+        loop = asyncio.get_running_loop()
         try:
-            attempt.response = response = await engine.http.post(url, data=body, headers=_JSON)
+            async with asyncio.timeout(engine.timeout_s):
+                attempt.response = response = await engine.http.post(url, data=body, headers=_JSON)
             if response.status != 200:
                 answer = (await response.text())[:300]
                 if response.status >= 500 or response.status in RETRY_STATUSES:
@@ -105,7 +110,10 @@ class RemoteGeneration:
             # Whatever has arrived, split into lines here: one read per network packet rather than two readline()
             # calls per chunk (a line and the blank one after it), and the deltas of one packet as one.
             pending = b""
+            attempt.read_at = loop.time()
+            engine.reading.add(attempt)
             async for block in response.content.iter_any():
+                attempt.read_at = loop.time()
                 *lines, pending = (pending + block).split(b"\n")
                 text, failure = attempt.read(lines)
                 if text:
@@ -115,6 +123,8 @@ class RemoteGeneration:
             attempt.drained = attempt.finished
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Failed(describe_failure(exc), down=True) from None
+        finally:
+            engine.reading.discard(attempt)
         if not attempt.finished:
             raise Failed("the stream ended before the answer did", down=True)
 
@@ -146,7 +156,9 @@ class RemoteEngine:
         self._prompt_ids = functools.lru_cache(maxsize=256)(functools.partial(encode_prompt, tokenizer))
         self._http: aiohttp.ClientSession | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._stalls: asyncio.Task[None] | None = None
         self._live: weakref.WeakSet[RemoteGeneration] = weakref.WeakSet()
+        self.reading: set[Attempt] = set()  # the streams being read, for the sweep that finds silent ones
 
     @classmethod
     def load(cls, settings: Settings) -> RemoteEngine:
@@ -176,13 +188,24 @@ class RemoteEngine:
         """Open the client, check every server once, and keep checking them in the background."""
         if self._http is not None:
             return
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s)  # silence: _sweep_silent()
         self._http = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0),
                                            headers=self.headers)
         probe_timeout = min(self.timeout_s, max(1.0, self.health_interval_s))
         await self.router.check(self._http, probe_timeout)
         self._watch = asyncio.create_task(self.router.watch(self._http, self.health_interval_s, probe_timeout),
                                           name="remote-health")
+        self._stalls = asyncio.create_task(self._sweep_silent(), name="remote-silence")
+
+    async def _sweep_silent(self) -> None:
+        """Every quarter of timeout_s (at most a second), end the streams whose server has sent nothing for
+        timeout_s: a silent server is found within 1.25 timeouts."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.timeout_s / 4))
+            since = loop.time() - self.timeout_s
+            for attempt in [attempt for attempt in self.reading if attempt.read_at < since]:
+                attempt.time_out(self.timeout_s)
 
     def prompt_tokens(self, prompt: ChatPrompt) -> int:
         return len(self._prompt_ids(prompt))
@@ -213,9 +236,10 @@ class RemoteEngine:
         await self.start()
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        for task in (self._watch, self._stalls):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for generation in list(self._live):
             generation.cancel()
         if self._http is not None:

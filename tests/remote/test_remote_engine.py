@@ -7,6 +7,7 @@ from typing import Any
 
 import openai
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from hmt_stream import config
@@ -146,6 +147,41 @@ async def test_a_server_that_hangs_mid_stream_times_out_and_is_continued(
     assert check_log(log) == "a0 a1 a2 b0 b1" and time.monotonic() - began < 10
     states = (await (await client.get("/api/health")).json())["endpoints"]
     assert states[0]["state"] == "down" and "Timeout" in states[0]["last_error"]
+
+
+async def test_a_server_silent_before_its_first_token_is_left_unseen(
+        backend: MakeBackend, gateway: MakeGateway) -> None:
+    first = await backend(scripted(Script(tokens=5, text="a{i} ", first_token_s=60)))  # headers, then nothing
+    second = await backend(scripted(Script(tokens=2, text="b{i} ")))
+    client = await gateway([first.url, second.url], remote__timeout_s=0.5)
+    began = time.monotonic()
+    log = await finish(translator_of(client).submit(REQUEST))
+    assert check_log(log) == "b0 b1" and time.monotonic() - began < 10
+    states = (await (await client.get("/api/health")).json())["endpoints"]
+    assert states[0]["state"] == "down" and "Timeout" in states[0]["last_error"]
+    assert not remote_engine(client).reading  # no stream is left behind in the sweep's set
+
+
+async def test_a_server_that_never_answers_the_request_is_left_for_another(
+        aiohttp_server: Any, backend: MakeBackend, gateway: MakeGateway) -> None:
+    async def never(request: web.Request) -> web.Response:  # fault injection: healthy, but no answer ever
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/health", healthy)
+    app.router.add_post("/v1/chat/completions", never)
+    mute = await aiohttp_server(app)
+    second = await backend(scripted(Script(tokens=2, text="b{i} ")))
+    client = await gateway([str(mute.make_url("/v1")), second.url], remote__timeout_s=0.5)
+    began = time.monotonic()
+    log = await finish(translator_of(client).submit(REQUEST))
+    assert check_log(log) == "b0 b1" and time.monotonic() - began < 10
+    states = (await (await client.get("/api/health")).json())["endpoints"]
+    assert states[0]["failures"] == 1 and "Timeout" in states[0]["last_error"]
 
 
 async def test_no_server_left_is_engine_unavailable_within_bounded_time(
