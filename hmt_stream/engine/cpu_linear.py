@@ -99,12 +99,10 @@ class _Fused:
 def _siblings(model: torch.nn.Module) -> Iterator[list[torch.nn.Linear]]:
     for module in model.modules():
         for names in SIBLINGS:
-            layers = [getattr(module, name, None) for name in names]
-            group = [layer for layer in layers if _large(layer)]
-            if len(group) == len(names):
-                if (len({layer.in_features for layer in group}) == 1
-                        and len({layer.bias is None for layer in group}) == 1):
-                    yield group
+            group = [layer for layer in (getattr(module, name, None) for name in names) if _large(layer)]
+            if (len(group) == len(names) and len({layer.in_features for layer in group}) == 1
+                    and len({layer.bias is None for layer in group}) == 1):
+                yield group
 
 
 class FastLinears:
@@ -149,19 +147,21 @@ class FastLinears:
         finally:
             self._local.on = False
 
-    def _on(self, x: torch.Tensor) -> bool:
-        rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
-        return rows > 1 and getattr(self._local, "on", False)
+    def _rows(self, x: torch.Tensor) -> int:
+        """The rows of x when this thread is inside active(), else 0."""
+        if not getattr(self._local, "on", False) or not x.shape[-1]:
+            return 0
+        return x.numel() // x.shape[-1]
 
     def _forward(self, module: torch.nn.Linear, packed: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        if self._on(x):
-            if packed is not None:
-                return packed_linear(x, packed, module.bias)
-            if x.numel() // x.shape[-1] <= MAX_ROWS:
-                return weight_first_linear(x, module.weight, module.bias)
+        rows = self._rows(x)
+        if rows > 1 and packed is not None:
+            return packed_linear(x, packed, module.bias)
+        if 1 < rows <= MAX_ROWS:
+            return weight_first_linear(x, module.weight, module.bias)
         return F.linear(x, module.weight, module.bias)
 
     def _fused_forward(self, module: torch.nn.Linear, fused: _Fused, index: int, x: torch.Tensor) -> torch.Tensor:
-        if self._on(x):
+        if self._rows(x) > 1:
             return fused.output(index, x)
         return F.linear(x, module.weight, module.bias)

@@ -57,10 +57,10 @@ def _warped(scores: torch.Tensor, options: GenerationOptions) -> torch.Tensor:
 def distribution(scores: torch.Tensor, options: GenerationOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The probabilities each row draws from, after temperature, top-k and top-p (scores [rows, vocab], penalised):
     over the top-k candidates, whose ids come second, when top-k is on; else over the whole vocabulary (None)."""
+    ids = None
     if 0 < options.top_k < scores.shape[-1]:
         scores, ids = scores.topk(options.top_k, dim=-1)  # the warpers' top-k is then a no-op
-        return torch.softmax(_warped(scores, options), dim=-1), ids
-    return torch.softmax(_warped(scores, options), dim=-1), None
+    return torch.softmax(_warped(scores, options), dim=-1), ids
 
 
 def _key(options: GenerationOptions) -> tuple[float, int, float, float]:
