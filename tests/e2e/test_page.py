@@ -123,7 +123,9 @@ def test_swap_counter_and_keyboard(serve: Serve, pages: Pages) -> None:
 
 
 def test_stop_cancels_on_the_server(serve: Serve, pages: Pages, shot) -> None:
-    server = serve(**{**LONG, "generation__max_new_tokens": 2000, "scheduler__max_concurrent": 1})
+    # 4,000 tokens (as long as the demo model's 4,096 positions allow): the translation must outlast a screenshot,
+    # a second tab and its wait in line; with 2,000, a clean-clone run once saw it end `done` before Stop.
+    server = serve(**{**LONG, "generation__max_new_tokens": 4000, "scheduler__max_concurrent": 1})
     page = pages.open(server.url)
     translate(page, "Please keep talking for a long while.", "en", "de")
     wait_output(page, 40)
