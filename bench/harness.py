@@ -36,6 +36,13 @@ class Server:
         self.process: psutil.Process | None = None
         self.base = ""
 
+    @classmethod
+    def proxy(cls, upstream: str) -> Server:
+        """`python -m bench.proxy` (a bare aiohttp proxy) in front of upstream, run and stopped the same way."""
+        server = cls()
+        server.args = [sys.executable, "-m", "bench.proxy", "--upstream", upstream]
+        return server
+
     async def __aenter__(self) -> Server:
         # A session of its own: where the kernel shares CPU between sessions (autogroup), the server then gets
         # its own share instead of splitting one with the load generator, as it would on a machine of its own.

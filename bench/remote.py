@@ -9,7 +9,9 @@ RATE) serving the OpenAI API, the gateway is the bench server with remote.endpoi
   (`POST /bench/direct`). The gateway's CPU per token of (b) minus (a) is what the gateway adds; a transport to
   the reader (measured by the cost suite) comes on top of it, as it would for a local engine.
 - Time to first delta: one request at a time, the client's time from request to first content delta through
-  the gateway's /v1/chat/completions minus the same straight from the backend's (same wire both ways).
+  the gateway's /v1/chat/completions minus the same straight from the backend's (same wire both ways). Through
+  a bare aiohttp proxy too (bench/proxy.py), alternating with the others: the floor, what the extra hop costs any
+  Python gateway before it does any work of its own.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ async def suite(plan: Plan) -> dict[str, Any]:
     async with Server() as backend:
         gateway_settings = {"remote.endpoints": [backend.base + "/v1"], "remote.max_concurrent": 20000,
                             "remote.model": "scripted", "model.name": "demo", "cache.enabled": False}
-        async with Server("remote", gateway_settings) as gateway, http_session() as http:
+        async with Server("remote", gateway_settings) as gateway, Server.proxy(backend.base) as proxy, \
+                http_session() as http:
             modes: dict[str, Any] = {}
             for mode, route in (("raw", "/bench/raw-remote"), ("gateway", "/bench/direct")):
                 busy = await quiet(plan)
@@ -141,15 +144,17 @@ async def suite(plan: Plan) -> dict[str, Any]:
             busy = await quiet(plan)
             plan.log(f"  remote: time to first delta, {requests} requests each way (machine {busy:.0f} % busy)")
             first = Script(tokens=3, text="y").directive()
-            times: dict[str, list[float]] = {"backend": [], "gateway": []}
-            for i in range(requests):  # alternating, so that both see the same neighbours
-                for name, server in (("backend", backend), ("gateway", gateway)):
+            times: dict[str, list[float]] = {"backend": [], "proxy": [], "gateway": []}
+            servers = (("backend", backend), ("proxy", proxy), ("gateway", gateway))
+            for i in range(requests):  # alternating, so that all see the same neighbours
+                for name, server in servers if i % 2 else servers[::-1]:
                     ms = await _first_delta_ms(http, server.base, f"ttft {name} {i} {uuid.uuid4().hex} {first}")
                     if ms is not None:
                         times[name].append(ms)
             out["ttft_ms"] = {name: summary(values) for name, values in times.items()}
             out["ttft_machine_busy_before_pct"] = busy
-            backend_p50, gateway_p50 = out["ttft_ms"]["backend"].get("p50"), out["ttft_ms"]["gateway"].get("p50")
-            out["ttft_added_p50_ms"] = (round(gateway_p50 - backend_p50, 3)
-                                        if backend_p50 is not None and gateway_p50 is not None else None)
+            p50 = {name: out["ttft_ms"][name].get("p50") for name in times}
+            for key, through in (("ttft_added_p50_ms", "gateway"), ("ttft_proxy_added_p50_ms", "proxy")):
+                out[key] = (round(p50[through] - p50["backend"], 3)
+                            if p50["backend"] is not None and p50[through] is not None else None)
     return out

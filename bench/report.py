@@ -575,7 +575,12 @@ def _remote(remote: dict[str, Any] | None) -> str:
     ttft_rows = [[name, _n(first.get(key, {}).get("n")), _n(first.get(key, {}).get("p50"), 2),
                   _n(first.get(key, {}).get("p90"), 2), _n(first.get(key, {}).get("p99"), 2)]
                  for key, name in (("backend", "straight from the inference server"),
-                                   ("gateway", "through the gateway"))]
+                                   ("proxy", "through a bare aiohttp proxy (`bench/proxy.py`)"),
+                                   ("gateway", "through the gateway")) if key in first]
+    floor = remote.get("ttft_proxy_added_p50_ms")
+    own = (f" A bare proxy adds {_n(floor, 2)} ms, so the gateway's own work is "
+           f"{_n(remote['ttft_added_p50_ms'] - floor, 2)} ms of it." if floor is not None
+           and remote.get("ttft_added_p50_ms") is not None else "")
     quick = " (**a `--quick` run**: shortened, for trying things out)" if remote.get("quick") else ""
     return (head + f"Run {remote.get('when', '?')}, commit `{remote.get('commit', '?')}`{quick}; the machine was "
             f"{_n(remote['modes']['gateway'].get('machine_busy_before_pct'), 0)} % busy before the CPU runs and "
@@ -593,14 +598,14 @@ def _remote(remote: dict[str, Any] | None) -> str:
                       "tokens in window", "gateway CPU %", "client CPU %", "others' CPU %"], rows)
             + f"\nAdded: **{_n(remote.get('cpu_us_per_token_added'))} µs per token**.\n\n"
             "**Time to first delta**: one streamed `/v1/chat/completions` at a time from this process, request to "
-            "the first content chunk, alternately straight from the server and through the gateway (the same wire "
-            "both ways), so the difference is the gateway's hop: its HTTP handling, counting the prompt's tokens "
-            "with the local tokenizer, the session, and its own request to the server.\n\n"
+            "the first content chunk, in turn straight from the server, through a bare aiohttp proxy that only "
+            "copies the request and the answer (the floor: the extra hop itself, two more processes to wake), and "
+            "through the gateway (the same wire every way).\n\n"
             + _table(["path", "requests", "p50 (ms)", "p90 (ms)", "p99 (ms)"], ttft_rows)
-            + f"\nAdded at p50: **{_n(remote.get('ttft_added_p50_ms'), 2)} ms**.\n\n"
+            + f"\nAdded at p50: **{_n(remote.get('ttft_added_p50_ms'), 2)} ms**.{own}\n\n"
             "Reading them: with the rest of the machine busy (the *others' CPU* column), every hop through another "
             "process waits for a core, and the gateway's path has two more such hops than the direct one; CPU per "
-            "token is far less disturbed than latency. Besides the hop, the gateway's request path holds the rate "
-            "limiter (the `limits` library's memory storage starts a timer thread on a request when its last one "
-            "has ended: a thread start, which waits for the new thread to be scheduled) and counting the prompt's "
-            "tokens with the local tokenizer (`generation.max_input_tokens`).\n")
+            "token is far less disturbed than latency. On top of the hop, the gateway's own request path runs its "
+            "middlewares (metrics, the guard's host and origin checks, auth), the rate limits, the count of the "
+            "prompt's tokens with the local tokenizer (`generation.max_input_tokens`), the scheduler and the "
+            "session, and then builds its own request to the server.\n")
