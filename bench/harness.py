@@ -16,11 +16,22 @@ from typing import Any
 
 import aiohttp
 import psutil
+from aiohttp import web
 
 from .clients import Stream, run_stream
 from .stats import summary
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+async def serve_until_stdin_closes(runner: web.AppRunner) -> None:
+    """The child's side of Server: listen on a free loopback port, say `READY <port>`, serve until the parent
+    closes our stdin."""
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    print(f"READY {runner.addresses[0][1]}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
 
 
 class Server:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 import aiohttp
 from aiohttp import web
+
+from .harness import serve_until_stdin_closes
 
 UPSTREAM = web.AppKey("upstream", str)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
@@ -39,12 +40,7 @@ async def serve(upstream: str) -> None:
     app.router.add_post("/v1/chat/completions", forward)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as client:
         app[CLIENT] = client
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        print(f"READY {runner.addresses[0][1]}", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        await runner.cleanup()
+        await serve_until_stdin_closes(web.AppRunner(app, access_log=None))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,6 @@ import json
 import logging
 import re
 import resource
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -45,6 +44,8 @@ from hmt_stream.engine.scripted import ScriptedEngine, stamps
 from hmt_stream.keys import TRANSLATOR
 from hmt_stream.request import TranslationRequest
 from hmt_stream.session import TranslationSession
+
+from .harness import serve_until_stdin_closes
 
 MARKER = re.compile(r"\breq-(\w+)")
 
@@ -237,15 +238,7 @@ async def serve(args: argparse.Namespace) -> None:
     app.router.add_get("/bench/gc", gc_pauses)
     if args.gc == "tuned":
         tune_gc()  # what `serve` does with server.gc_tuning = true, its default
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    print(f"READY {port}", flush=True)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)  # the parent closes our stdin when it is done with us
-    await runner.cleanup()
+    await serve_until_stdin_closes(web.AppRunner(app, handler_cancellation=True))
     await engine.close()
 
 
