@@ -58,33 +58,44 @@ async def one_client(http: aiohttp.ClientSession, number: int, rng: random.Rando
 
 async def test_clients_lose_nothing_while_a_replica_and_redis_restart(cluster: Cluster) -> None:
     rng = random.Random(14)
-    finished = 0
-    busy: list[int] = []  # clients in flight at each blow
+    finished = serving = 0
+    busy: list[int] = []  # clients being served at each blow
     gate = asyncio.Semaphore(AT_ONCE)
 
     async def run(number: int) -> list[dict[str, Any]]:
-        nonlocal finished
+        nonlocal finished, serving
         async with gate:
-            events = await one_client(http, number, rng)
+            serving += 1
+            try:
+                events = await one_client(http, number, rng)
+            finally:
+                serving -= 1
         finished += 1
         return events
 
-    async def chaos(tasks: list[asyncio.Task[list[dict[str, Any]]]]) -> None:
+    async def strike_while_serving() -> None:
+        # Clients come one every 0.3 s by now and may all be done at a given instant: wait for one being served.
+        async with asyncio.timeout(30):
+            while serving == 0:
+                await asyncio.sleep(0.01)
+        busy.append(serving)
+
+    async def chaos() -> None:
         while finished < CLIENTS // 4:
             await asyncio.sleep(0.1)
         victim = cluster.replicas[1]
-        busy.append(sum(not task.done() for task in tasks))
+        await strike_while_serving()
         victim.kill()  # in the middle of its translations: the others adopt them
         victim.start()
         await asyncio.sleep(8)  # its sessions adopted before Redis forgets them
-        busy.append(sum(not task.done() for task in tasks))
+        await strike_while_serving()
         cluster.redis.stop()  # its data is gone: the replicas write their sessions back
         await asyncio.sleep(2)
         cluster.redis.start()
 
     async with aiohttp.ClientSession(cluster.url, timeout=aiohttp.ClientTimeout(total=60)) as http:
         tasks: list[asyncio.Task[list[dict[str, Any]]]] = []
-        trouble = asyncio.create_task(chaos(tasks))
+        trouble = asyncio.create_task(chaos())
         # Clients keep coming until both blows have struck (at least CLIENTS of them).
         while len(tasks) < CLIENTS or not trouble.done():
             tasks.append(asyncio.create_task(run(len(tasks))))
@@ -94,6 +105,6 @@ async def test_clients_lose_nothing_while_a_replica_and_redis_restart(cluster: C
         _, pending = await asyncio.wait(tasks, timeout=200)
         assert not pending, stuck(cluster, pending)
         logs = [task.result() for task in tasks]
-    assert min(busy) > 0, busy  # both struck while clients were being served
+    assert len(busy) == 2 and min(busy) > 0, busy  # both struck while clients were being served
     for events in logs:
         check(events)
